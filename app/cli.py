@@ -1,0 +1,45 @@
+"""``gpsfleet``: one console script, one sub-command module per job.
+
+Each module in ``app/commands`` has ``register(subparsers)``, which adds its parser and
+sets ``handler=`` to a function ``(args) -> int``.  Commands are listed explicitly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from app.commands import COMMANDS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gpsfleet",
+        description="GPS terminal gateway, registry, warranty, health, alerts and repair tickets.",
+    )
+    parser.add_argument("--config", metavar="FILE", help="TOML settings file (also GPSFLEET_CONFIG)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMANDS:
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

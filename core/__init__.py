@@ -1,0 +1,1 @@
+"""Shared foundation: the normalised message model, its vocabulary and the typed settings."""

@@ -1,0 +1,1 @@
+"""The gateway: transports that move terminal bytes, protocol sessions, and the ingest pipeline."""

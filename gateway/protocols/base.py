@@ -1,0 +1,194 @@
+"""What every protocol module provides: a framer, a pure decoder and its replies.
+
+A protocol module exposes one ``SPEC = ProtocolSpec(...)`` and is added to the gateway
+with one line in ``gateway/protocols/__init__.py``.
+
+Framer contract (pymodbus style): ``split(buffer) -> Split``.  The function looks at the
+bytes buffered so far and returns how many it used and the whole frames found in them.
+``consumed == 0`` means "need more bytes".  Bytes that cannot start a frame are consumed
+and reported in ``Split.garbage``.  ``StreamFramer`` owns the buffer, bounds it and
+forces a resync when a frame never completes.
+
+Decoder contract: ``decode(frame, context) -> Decoded``.  Pure: no sockets, no database,
+no registry.  A frame it cannot read raises a ``ProtocolError`` subclass; the session
+catches it, logs the frame as hex, counts it and goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from typing import Any
+
+from core.messages import Message
+
+# --------------------------------------------------------------------------- errors
+
+
+class ProtocolError(ValueError):
+    """A frame that cannot be decoded.  ``kind`` names the failure for counters and CLI."""
+
+    kind = "protocol"
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {super().__str__()}"
+
+
+class FramingError(ProtocolError):
+    kind = "framing"
+
+
+class ChecksumError(ProtocolError):
+    kind = "checksum"
+
+
+class MalformedFrame(ProtocolError):
+    """Wrong length, a field out of range, a truncated body."""
+
+    kind = "malformed"
+
+
+class UnsupportedMessage(ProtocolError):
+    """A well-formed frame of a message type this decoder does not read."""
+
+    kind = "unsupported"
+
+
+class SessionError(ProtocolError):
+    """The frame is fine but the session lacks what it needs (no login yet)."""
+
+    kind = "session"
+
+
+# --------------------------------------------------------------------------- framing
+
+
+@dataclass(slots=True)
+class Split:
+    consumed: int
+    frames: list[bytes]
+    garbage: int = 0
+
+
+SplitFn = Callable[[bytes], Split]
+
+
+class StreamFramer:
+    """Buffers a byte stream and cuts it into frames with a protocol's ``split``.
+
+    The buffer is bounded by ``max_buffer``: when it is full and no frame completes, the
+    oldest byte is dropped as garbage so that ``split`` resyncs on the next start marker.
+    """
+
+    __slots__ = ("_split", "_buffer", "max_buffer", "frames", "garbage_bytes", "overflows")
+
+    def __init__(self, split: SplitFn, max_buffer: int = 4096) -> None:
+        self._split = split
+        self._buffer = b""
+        self.max_buffer = max_buffer
+        self.frames = 0
+        self.garbage_bytes = 0
+        self.overflows = 0
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buffer = self._buffer + data if self._buffer else bytes(data)
+        out: list[bytes] = []
+        while buffer:
+            result = self._split(buffer)
+            if result.garbage:
+                self.garbage_bytes += result.garbage
+            if result.frames:
+                out.extend(result.frames)
+            if result.consumed:
+                buffer = buffer[result.consumed :]
+                continue
+            if len(buffer) > self.max_buffer:
+                self.overflows += 1
+                self.garbage_bytes += 1
+                buffer = buffer[1:]
+                continue
+            break
+        self._buffer = buffer
+        self.frames += len(out)
+        return out
+
+    def clear(self) -> bytes:
+        rest, self._buffer = self._buffer, b""
+        return rest
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+@dataclass(slots=True)
+class DecodeContext:
+    """What a decoder may know beyond the frame: the session, never the database."""
+
+    terminal_id: str | None = None
+    tz: tzinfo = UTC  # the zone the terminal reports local times in
+    lenient: bool = False  # accept wrong checksums, flag them with checksum_ok=False
+    transport: str = "tcp"  # "tcp", "udp", "serial", "mqtt"
+    received_at: datetime | None = None  # for replies that carry the server time
+    options: Mapping[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)  # per-session protocol scratch
+
+    def now(self) -> datetime:
+        return self.received_at or datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class Decoded:
+    messages: list[Message]
+    reply: bytes | None = None
+    terminal_id: str | None = None  # identity this frame announced (login, IMEI line)
+
+
+DecodeFn = Callable[[bytes, DecodeContext], Decoded]
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolSpec:
+    name: str
+    split: SplitFn
+    decode: DecodeFn
+    default_port: int
+    transports: frozenset[str]
+    text: bool = False  # frames are text lines (decode CLI reads --text by default)
+    default_tz: str = "UTC"  # "UTC" or a fixed offset "+08:00"
+    max_frame: int = 4096
+    # Terminals that hang up between reports: "no connection" is not "offline".
+    disconnects_between_reports: bool = False
+    # A UDP datagram is one frame; a protocol may frame it differently from TCP.
+    split_datagram: SplitFn | None = None
+
+    def framer(self, max_buffer: int | None = None) -> StreamFramer:
+        return StreamFramer(self.split, max_buffer or self.max_frame * 2)
+
+
+def parse_tz(text: str) -> tzinfo:
+    """"UTC", "Z", "+08:00", "-0530" or "8" (hours) to a fixed-offset tzinfo."""
+    value = text.strip()
+    if value.upper() in ("UTC", "Z", "GMT", ""):
+        return UTC
+    if value.upper().startswith(("UTC", "GMT")):
+        value = value[3:]
+    sign = -1 if value.startswith("-") else 1
+    value = value.lstrip("+-")
+    if ":" in value:
+        hours, minutes = value.split(":", 1)
+    elif len(value) == 4 and value.isdigit():
+        hours, minutes = value[:2], value[2:]
+    else:
+        hours, minutes = value, "0"
+    try:
+        offset = timedelta(hours=int(hours), minutes=int(minutes))
+    except ValueError as exc:
+        raise ValueError(f"not a time zone offset: {text!r}") from exc
+    if offset > timedelta(hours=14):
+        raise ValueError(f"time zone offset out of range: {text!r}")
+    return timezone(sign * offset) if offset else UTC

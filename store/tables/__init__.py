@@ -1,0 +1,1 @@
+"""Table definitions, one module per owner; ``store.schema`` gathers them."""
