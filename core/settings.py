@@ -163,7 +163,9 @@ class NotificationSettings(BaseModel):
 
     webhooks: list[WebhookSettings] = Field(default_factory=list)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
-    email_recipients: dict[str, list[str]] = Field(default_factory=dict)  # role or "customer:<id>" -> addresses
+    email_recipients: dict[str, list[str]] = Field(
+        default_factory=dict
+    )  # role or "customer:<id>" -> addresses
     max_attempts: int = 6
     queue_max: int = 10_000
 

@@ -61,7 +61,9 @@ class Database:
             with self.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
         except Exception as exc:  # any driver error means: not reachable as configured
-            raise DatabaseUnavailable(f"database {self.masked_url} is unreachable: {_first_line(exc)}") from exc
+            raise DatabaseUnavailable(
+                f"database {self.masked_url} is unreachable: {_first_line(exc)}"
+            ) from exc
 
     def migrate(self) -> list[int]:
         """Apply pending schema migrations; returns the versions applied."""

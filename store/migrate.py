@@ -46,7 +46,7 @@ def migrate(engine: Engine, target: int | None = None) -> list[int]:
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
         _version_metadata.create_all(conn)
         version = current_version(conn)
-        for migration in MIGRATIONS:
+        for migration in sorted(MIGRATIONS, key=lambda m: m.VERSION):
             if migration.VERSION <= version or (target is not None and migration.VERSION > target):
                 continue
             log.info("applying migration %04d %s", migration.VERSION, migration.NAME)

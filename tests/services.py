@@ -68,8 +68,21 @@ class PostgresServer:
         if os.geteuid() == 0:  # PostgreSQL refuses to run as root
             self.user = "postgres" if _user_exists("postgres") else "nobody"
             os.chmod(self.root, 0o777)
-        self._run([str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", "postgres", "-A", "trust",
-                   "-E", "UTF8", "--locale=C", "--no-sync"])
+        self._run(
+            [
+                str(self.bindir / "initdb"),
+                "-D",
+                str(self.datadir),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ]
+        )
         self.start()
 
     @property
@@ -87,18 +100,43 @@ class PostgresServer:
     def start(self) -> None:
         log = open(self.root / "postgres.log", "ab")
         self.process = subprocess.Popen(
-            [str(self.bindir / "postgres"), "-D", str(self.datadir), "-p", str(self.port),
-             "-k", str(self.root), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
-             "-c", "synchronous_commit=on", "-c", "full_page_writes=off", "-c", "max_connections=300",
-             "-c", "shared_buffers=256MB"],
-            user=self.user, stdout=log, stderr=log, cwd=self.root, start_new_session=True,
+            [
+                str(self.bindir / "postgres"),
+                "-D",
+                str(self.datadir),
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.root),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=on",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=300",
+                "-c",
+                "shared_buffers=256MB",
+            ],
+            user=self.user,
+            stdout=log,
+            stderr=log,
+            cwd=self.root,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError("postgres exited: " + (self.root / "postgres.log").read_text(errors="replace"))
-            ready = subprocess.run([str(self.bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
-                                   capture_output=True)
+                raise RuntimeError(
+                    "postgres exited: " + (self.root / "postgres.log").read_text(errors="replace")
+                )
+            ready = subprocess.run(
+                [str(self.bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+                capture_output=True,
+            )
             if ready.returncode == 0:
                 return
             time.sleep(0.1)
@@ -119,15 +157,25 @@ class MosquittoServer:
     """A private broker with persistence, so a restart keeps QoS 1 sessions."""
 
     def __init__(self) -> None:
-        binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+        binary = shutil.which("mosquitto") or (
+            "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+        )
         if not binary:
-            raise ServiceMissing("mosquitto not found: install the Debian package 'mosquitto' or set GPSFLEET_TEST_MQTT_URL")
+            raise ServiceMissing(
+                "mosquitto not found: install the Debian package 'mosquitto' or set GPSFLEET_TEST_MQTT_URL"
+            )
         self.binary = binary
         self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="gpsfleet-mqtt-"))
-        config = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", "persistence true",
-                  f"persistence_location {self.root}/", "autosave_interval 1", "max_queued_messages 100000",
-                  f"log_dest file {self.root}/mosquitto.log"]
+        config = [
+            f"listener {self.port} 127.0.0.1",
+            "allow_anonymous true",
+            "persistence true",
+            f"persistence_location {self.root}/",
+            "autosave_interval 1",
+            "max_queued_messages 100000",
+            f"log_dest file {self.root}/mosquitto.log",
+        ]
         if os.geteuid() == 0:
             config.append("user root")
         (self.root / "mosquitto.conf").write_text("\n".join(config) + "\n")
@@ -139,8 +187,12 @@ class MosquittoServer:
         return f"mqtt://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.process = subprocess.Popen([self.binary, "-c", str(self.root / "mosquitto.conf")],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.process = subprocess.Popen(
+            [self.binary, "-c", str(self.root / "mosquitto.conf")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         wait_port(self.port, 20)
 
     def stop(self, *, kill: bool = False) -> None:

@@ -4,4 +4,8 @@ from __future__ import annotations
 
 from types import ModuleType
 
-COMMANDS: list[ModuleType] = []
+from app.commands import bench
+
+COMMANDS: list[ModuleType] = [
+    bench,
+]

@@ -16,6 +16,7 @@ catches it, logs the frame as hex, counts it and goes on.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
@@ -165,13 +166,15 @@ class ProtocolSpec:
     disconnects_between_reports: bool = False
     # A UDP datagram is one frame; a protocol may frame it differently from TCP.
     split_datagram: SplitFn | None = None
+    # The terminal's side, for simulators: DeviceCodec subclass of this protocol.
+    device: type[DeviceCodec] | None = None
 
     def framer(self, max_buffer: int | None = None) -> StreamFramer:
         return StreamFramer(self.split, max_buffer or self.max_frame * 2)
 
 
 def parse_tz(text: str) -> tzinfo:
-    """"UTC", "Z", "+08:00", "-0530" or "8" (hours) to a fixed-offset tzinfo."""
+    """ "UTC", "Z", "+08:00", "-0530" or "8" (hours) to a fixed-offset tzinfo."""
     value = text.strip()
     if value.upper() in ("UTC", "Z", "GMT", ""):
         return UTC
@@ -192,3 +195,77 @@ def parse_tz(text: str) -> tzinfo:
     if offset > timedelta(hours=14):
         raise ValueError(f"time zone offset out of range: {text!r}")
     return timezone(sign * offset) if offset else UTC
+
+
+# --------------------------------------------------------------------------- device side
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """A frame a (simulated) terminal sends, and how it will know it was acknowledged."""
+
+    data: bytes
+    seq: int | None = None  # serial number the server's acknowledgement will name
+    needs_ack: bool = True  # a real device waits for and retransmits without an ack
+
+
+@dataclass(slots=True)
+class ReplyEvent:
+    """What a terminal makes of bytes the server sent it."""
+
+    acked: list[int] = field(default_factory=list)  # seqs of Outgoing frames now acknowledged
+    send: list[Outgoing] = field(
+        default_factory=list
+    )  # frames the terminal must send next (auth after register)
+    handshake_done: bool = False  # login/registration/authentication accepted
+    rejected: bool = False  # the server refused the login
+
+
+class DeviceCodec(ABC):
+    """The terminal's side of a protocol, for simulators and tests: frames a real device of
+    this protocol sends, built with the same encoders the gateway uses, and the reading of
+    the server's replies.  Stateful per terminal (serial counter, auth code).
+
+    Each protocol module provides a subclass and sets ``ProtocolSpec.device`` to it.
+    """
+
+    protocol = ""
+
+    def __init__(self, terminal_id: str, *, tz: tzinfo = UTC, transport: str = "tcp") -> None:
+        self.terminal_id = terminal_id
+        self.tz = tz
+        self.transport = transport
+        self.seq = 0
+
+    def next_seq(self) -> int:
+        self.seq = (self.seq + 1) & 0xFFFF
+        return self.seq
+
+    def handshake(self) -> Outgoing | None:
+        """First frame after connecting (login, registration, IMEI); None if the protocol has none."""
+        return None
+
+    @abstractmethod
+    def position(self, message: Message) -> Outgoing:
+        """One fix (``message.time`` is UTC; the codec converts to the device's zone),
+        carrying ``message.alarms`` and the health attributes it can express."""
+
+    def positions(self, messages: list[Message]) -> Outgoing | None:
+        """Several stored fixes in one frame (JT/T 808 0x0704, Teltonika multi-record);
+        None when the protocol cannot batch."""
+        return None
+
+    def heartbeat(self, attributes: Mapping[str, Any] | None = None) -> Outgoing | None:
+        return None
+
+    def status(self, attributes: Mapping[str, Any], alarms: list[str]) -> Outgoing | None:
+        """A status/alarm/info frame without a fix (power, battery, signal, ICCID), if any."""
+        return None
+
+    def on_reply(self, data: bytes) -> ReplyEvent:
+        """Read bytes the server sent (may hold several replies)."""
+        return ReplyEvent()
+
+    def corrupt_checksum(self, frame: bytes) -> bytes:
+        """The same frame with a wrong checksum (fault injection); unchanged if it has none."""
+        return frame

@@ -30,8 +30,10 @@ def to_epoch_us(value: datetime) -> int:
 
 
 def from_epoch_us(value: int) -> datetime:
-    return datetime.fromtimestamp(value / 1_000_000, UTC) if value % 1_000_000 else datetime.fromtimestamp(
-        value // 1_000_000, UTC
+    return (
+        datetime.fromtimestamp(value / 1_000_000, UTC)
+        if value % 1_000_000
+        else datetime.fromtimestamp(value // 1_000_000, UTC)
     )
 
 

@@ -1,0 +1,16 @@
+"""``gpsfleet bench``: the benchmarks kept in the repo (store, decode, ingest, import, alerts)."""
+
+from __future__ import annotations
+
+import argparse
+from types import ModuleType
+
+# Each module in ``benchmarks`` has register(subparsers); listed explicitly.
+BENCHMARKS: list[ModuleType] = []
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("bench", help="run a benchmark and print its figures")
+    bench_sub = parser.add_subparsers(dest="bench", metavar="BENCH", required=True)
+    for module in BENCHMARKS:
+        module.register(bench_sub)
