@@ -129,10 +129,10 @@ class TicketSettings(BaseModel):
 
     # SLA targets per priority, hours: response (approved/dispatched) and repair (resolved).
     response_hours: dict[str, float] = Field(
-        default_factory=lambda: {"urgent": 2, "high": 4, "normal": 24, "low": 72}
+        default_factory=lambda: {"urgent": 2.0, "high": 4.0, "normal": 24.0, "low": 72.0}
     )
     repair_hours: dict[str, float] = Field(
-        default_factory=lambda: {"urgent": 24, "high": 48, "normal": 120, "low": 240}
+        default_factory=lambda: {"urgent": 24.0, "high": 48.0, "normal": 120.0, "low": 240.0}
     )
     reopen_window_h: float = 72.0
 
