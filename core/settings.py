@@ -114,12 +114,15 @@ class RuleSettings(BaseModel):
     threshold: float | None = None
     sustain_s: float = 0.0
     clear_s: float = 0.0  # how long the condition must be gone before the alert clears
+    severity: str | None = None  # critical, major, minor; None keeps the rule's default
+    ticket: bool | None = None  # open a repair ticket; None keeps the rule's default
 
 
 class AlertSettings(BaseModel):
     model_config = {"extra": "forbid"}
 
     evaluate_every_s: float = Field(default=5.0, gt=0)
+    queue_max: int = Field(default=10_000, ge=1)  # batches waiting for the alert engine
     rules: dict[str, RuleSettings] = Field(default_factory=dict)  # defaults live in alerts.rules
     per_model: dict[str, dict[str, RuleSettings]] = Field(default_factory=dict)
 
