@@ -4,4 +4,8 @@ from __future__ import annotations
 
 from types import ModuleType
 
-MIGRATIONS: list[ModuleType] = []
+from store.migrations import m0002_auth
+
+MIGRATIONS: list[ModuleType] = [
+    m0002_auth,
+]

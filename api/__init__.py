@@ -1,0 +1,1 @@
+"""The HTTP API: FastAPI app, bearer-token authentication, roles and customer scoping."""
