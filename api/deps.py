@@ -82,9 +82,7 @@ def not_found(what: str, key: object) -> HTTPException:
 
 def _unauthorized(detail: str, error: str | None = None) -> HTTPException:
     challenge = f'Bearer error="{error}"' if error else "Bearer"
-    return HTTPException(
-        status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": challenge}
-    )
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": challenge})
 
 
 async def current_principal(

@@ -84,9 +84,7 @@ async def health(
     request: Request, _principal: Principal = Depends(require_roles(*STAFF_ROLES))
 ) -> JSONResponse:
     ok, report = await readiness(request)
-    return JSONResponse(
-        {"status": "ok" if ok else "fail", "checks": report}, status_code=200 if ok else 503
-    )
+    return JSONResponse({"status": "ok" if ok else "fail", "checks": report}, status_code=200 if ok else 503)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -84,7 +84,9 @@ async def create(
 ) -> TokenCreated:
     try:
         new = await run_in_threadpool(
-            lambda: create_token(database.engine, role=body.role, customer_id=body.customer_id, name=body.name)
+            lambda: create_token(
+                database.engine, role=body.role, customer_id=body.customer_id, name=body.name
+            )
         )
     except TokenError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tomllib
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from core.settings import Settings, load_settings
 from store.db import Database, DatabaseUnavailable, open_database
@@ -14,8 +18,24 @@ def add_db_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from(args: argparse.Namespace, **overrides: object) -> Settings:
-    """Load the settings once for a command: file, environment, then its flags."""
-    return load_settings(getattr(args, "config", None), db=getattr(args, "db", None), **overrides)
+    """Load the settings once for a command: file, environment, then its flags.
+
+    Invalid settings exit 2 with one line per problem (never a traceback)."""
+    try:
+        return load_settings(getattr(args, "config", None), db=getattr(args, "db", None), **overrides)
+    except ValidationError as exc:
+        problems = [_describe(error) for error in exc.errors()]
+        print("gpsfleet: invalid settings:\n  " + "\n  ".join(problems), file=sys.stderr)
+        raise SystemExit(2) from exc
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        print(f"gpsfleet: cannot read the settings file: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+def _describe(error: ErrorDetails) -> str:
+    field = ".".join(str(part) for part in error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{field}: {message}" if field else message
 
 
 def database_or_exit(settings: Settings, *, migrate: bool = True) -> Database:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from app.commands import bench
+from app.commands import bench, config, serve, token
 
 COMMANDS: list[ModuleType] = [
+    serve,
+    token,
+    config,
     bench,
 ]
