@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from types import ModuleType
 
+from store.migrations import m0001_positions
 from store.migrations import m0002_auth
 
 MIGRATIONS: list[ModuleType] = [
+    m0001_positions,
     m0002_auth,
 ]
