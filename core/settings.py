@@ -87,6 +87,19 @@ class GatewaySettings(BaseModel):
     serial_ports: list[SerialPortSettings] = Field(default_factory=list)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
 
+    @field_validator("protocols", mode="before")
+    @classmethod
+    def _protocol_sections_over_defaults(cls, value: Any) -> Any:
+        """Raw config (TOML, ``GPSFLEET_GATEWAY__PROTOCOLS__JT808__PORT``) names only what
+        differs: the other protocols and the other keys keep their defaults.  A dict of
+        ``ProtocolSettings`` objects (code, tests) is taken exactly as given."""
+        if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+            return value
+        merged: dict[str, Any] = {name: spec.model_dump() for name, spec in _default_protocols().items()}
+        for name, section in value.items():
+            merged[name] = {**merged.get(name, {}), **section}
+        return merged
+
 
 class TimescaleSettings(BaseModel):
     model_config = {"extra": "forbid"}
