@@ -1,0 +1,1 @@
+"""Virtual GPS terminals: motion, faults, protocols over real transports, scenarios, the runner."""
