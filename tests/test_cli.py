@@ -1,0 +1,40 @@
+"""Every ``gpsfleet`` command, and every sub-command below it, answers ``--help`` (exit 0)."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from app.cli import build_parser
+from tests.api.support import gpsfleet
+
+
+def _command_paths(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every path of sub-command names, found from the registered parsers themselves."""
+    paths = [prefix]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                paths.extend(_command_paths(child, (*prefix, name)))
+    return paths
+
+
+COMMAND_PATHS = _command_paths(build_parser())
+
+
+def test_every_registered_command_is_found() -> None:
+    from app.commands import COMMANDS
+
+    top_level = {path[0] for path in COMMAND_PATHS if path}
+    assert len(top_level) >= len(COMMANDS)
+    assert {"serve", "token", "config"} <= top_level
+    assert ("token", "create") in COMMAND_PATHS
+
+
+@pytest.mark.parametrize("path", COMMAND_PATHS, ids=lambda path: " ".join(path) or "gpsfleet")
+def test_help(path: tuple[str, ...]) -> None:
+    result = gpsfleet(*path, "--help", timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: gpsfleet")
+    assert result.stderr == ""
