@@ -1,0 +1,1 @@
+"""Terminal health, fault rules, alerts, repair tickets and notifications."""

@@ -1,0 +1,481 @@
+"""The alert engine: the gateway's after-commit hooks feed a bounded queue; one worker thread
+updates health, steps the fault rules, raises and clears alerts and opens repair tickets, and
+(in the leader process only) runs the time-based rules on a timer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
+
+from alerts import alerts as alert_store
+from alerts import tickets as ticket_store
+from alerts.health import (
+    DISCONNECTING_PROTOCOLS,
+    TerminalHealth,
+    count_error,
+    load_health,
+    new_health,
+    observe_connection,
+    observe_event,
+    observe_position,
+    refresh_error_rate,
+    refresh_sim,
+    save_health,
+)
+from alerts.leader import Leadership
+from alerts.notify import Notifier
+from alerts.rules import (
+    CONDITIONS,
+    REPORT_DRIVEN,
+    SEVERITY_PRIORITY,
+    Action,
+    Condition,
+    Fault,
+    Rule,
+    RuleBook,
+    step,
+)
+from core.settings import Settings
+from store.db import Database
+from store.records import EventRow, IngestBatch, PositionRow
+from store.tables.alerts import terminal_health
+
+log = logging.getLogger(__name__)
+
+REGISTRY_TTL_S = 60.0
+MAX_ITEMS_PER_TRANSACTION = 500
+TICK_CHUNK = 500
+
+
+@dataclass(slots=True)
+class RegistryFacts:
+    model_name: str | None
+    customer_id: int | None
+    iccid: str | None
+
+
+@dataclass(slots=True)
+class EngineStats:
+    batches: int = 0
+    rows: int = 0
+    dropped_batches: int = 0
+    dropped_rows: int = 0
+    failures: int = 0
+    alerts_raised: int = 0
+    alerts_cleared: int = 0
+    tickets_opened: int = 0
+    ticks: int = 0
+    leader: bool = False
+
+
+@dataclass(slots=True)
+class _Change:
+    terminal_id: str
+    fault: str
+    action: str
+    at: datetime
+    rule: Rule
+    first_seen: datetime
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+class AlertEngine:
+    """Implements ``gateway.hooks.GatewayHooks``; ``start()``/``stop()`` run its worker."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        *,
+        disconnecting_protocols: Iterable[str] = (),
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self.rulebook = RuleBook(settings.alerts)
+        self.disconnecting = DISCONNECTING_PROTOCOLS | set(disconnecting_protocols)
+        self.notifier = notifier if notifier is not None else Notifier(settings.notifications, database)
+        self.stats = EngineStats()
+        self.leadership = Leadership(database)
+        self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=settings.alerts.queue_max)
+        self._registry: dict[str, tuple[float, RegistryFacts | None]] = {}
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()  # one transaction at a time in this process (SQLite has one writer)
+        self._last_full_warning = 0.0
+
+    # ------------------------------------------------------------------ GatewayHooks (never block)
+
+    def after_commit(self, batch: IngestBatch) -> None:
+        self._offer(("batch", batch), len(batch))
+
+    def decode_error(self, device_id: str | None, protocol: str, kind: str, at: datetime) -> None:
+        if device_id:  # an error of an unknown sender has no terminal to judge
+            self._offer(("decode_error", device_id, protocol, kind, at), 1)
+
+    def connection(self, device_id: str, protocol: str, connected: bool, at: datetime) -> None:
+        self._offer(("connection", device_id, protocol, connected, at), 1)
+
+    def _offer(self, item: tuple[Any, ...], rows: int) -> None:
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            self.stats.dropped_batches += 1
+            self.stats.dropped_rows += rows
+            now = time.monotonic()
+            if now - self._last_full_warning > 10:
+                self._last_full_warning = now
+                log.warning(
+                    "alert engine queue full (%d items): %d batches (%d rows) not evaluated so far; "
+                    "the timer still judges connectivity from stored health",
+                    self._queue.maxsize,
+                    self.stats.dropped_batches,
+                    self.stats.dropped_rows,
+                )
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    @property
+    def queue_full(self) -> bool:
+        return self._queue.full()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self.notifier.start()
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="alert-engine", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        """Drain what is queued, stop the timer, give up leadership, flush notifications."""
+        self._stopping.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 60)
+            self._thread = None
+        self.leadership.release()
+        self.stats.leader = False
+        await asyncio.to_thread(self.notifier.stop)
+
+    def _run(self) -> None:
+        every = self.settings.alerts.evaluate_every_s
+        next_tick = time.monotonic()
+        while True:
+            timeout = max(0.0, min(every, next_tick - time.monotonic()))
+            items = self._take(timeout)
+            if items:
+                self._with_retry(self.process, items)
+            if self._stopping.is_set() and self._queue.empty():
+                return
+            if time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + every
+                self.stats.leader = self.leadership.check()
+                if self.stats.leader:
+                    self._with_retry(self.tick, datetime.now(UTC))
+
+    def _take(self, timeout: float) -> list[tuple[Any, ...]]:
+        try:
+            items = [self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()]
+        except queue.Empty:
+            return []
+        while len(items) < MAX_ITEMS_PER_TRANSACTION:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return items
+
+    def _with_retry(self, work: Any, argument: Any) -> None:
+        delay = 0.5
+        while True:
+            try:
+                work(argument)
+                return
+            except OperationalError as exc:  # the database is away: keep the work and wait
+                self.stats.failures += 1
+                log.warning(
+                    "alert engine: database unavailable (%s); retrying in %.1fs", _first_line(exc), delay
+                )
+                if self._stopping.is_set() and delay > 4:
+                    log.error(
+                        "alert engine: giving up on %d queued items at shutdown",
+                        len(argument) if isinstance(argument, list) else 1,
+                    )
+                    return
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+            except Exception:
+                self.stats.failures += 1
+                log.exception("alert engine: evaluation failed; these items are skipped")
+                return
+
+    def drain(self) -> None:
+        """Process everything queued now, in the caller's thread (tests, benchmarks)."""
+        while items := self._take(0):
+            self.process(items)
+
+    # ------------------------------------------------------------------ per report
+
+    def process(self, items: list[tuple[Any, ...]]) -> None:
+        """Apply hook calls (in order) in one transaction, then send notifications."""
+        terminal_ids = {row.terminal_id for kind, *rest in items if kind == "batch" for row in _rows(rest[0])}
+        terminal_ids |= {rest[0] for kind, *rest in items if kind != "batch"}
+        if not terminal_ids:
+            return
+        changes: list[_Change] = []
+        with self._lock, self.database.engine.begin() as conn:
+            facts = self._facts(conn, terminal_ids)
+            healths = load_health(conn, terminal_ids, lock=True)
+            before = {tid: h.to_row() for tid, h in healths.items()}
+            for terminal_id in terminal_ids - set(healths):
+                healths[terminal_id] = new_health(terminal_id, datetime.now(UTC))
+            for tid, h in healths.items():
+                self._apply_registry(h, facts.get(tid))
+            for kind, *rest in items:
+                if kind == "batch":
+                    self.stats.batches += 1
+                    for row in sorted(_rows(rest[0]), key=lambda r: r.received_at):
+                        self.stats.rows += 1
+                        self._observe_row(healths[row.terminal_id], row, changes)
+                elif kind == "connection":
+                    device_id, protocol, connected, at = rest
+                    h = healths[device_id]
+                    observe_connection(h, protocol, connected, at)
+                    self._evaluate(h, at, [Fault.OFFLINE], changes, fresh=True)
+                else:
+                    device_id, protocol, error_kind, at = rest
+                    h = healths[device_id]
+                    h.protocol = h.protocol or protocol
+                    count_error(h, error_kind, at, self._rules(h))
+                    self._evaluate(h, at, [Fault.DATA_ERRORS], changes, fresh=True)
+            events = self._apply(conn, changes, facts)
+            resolution = min(15.0, self.rulebook.min_offline_s() / 10.0)
+            changed = [h for tid, h in healths.items() if _worth_saving(before.get(tid), h, resolution)]
+            save_health(conn, changed)
+        self._notify(events)
+
+    def _observe_row(self, h: TerminalHealth, row: PositionRow | EventRow, changes: list[_Change]) -> None:
+        previous_seen = h.last_seen
+        rules = self._rules(h)
+        if isinstance(row, PositionRow):
+            observe_position(h, row, rules)
+        else:
+            observe_event(h, row, rules)
+        if previous_seen is not None and row.received_at < previous_seen:
+            return  # a replay of something older than what was judged already
+        self._evaluate(h, row.received_at, [Fault.OFFLINE, *sorted(REPORT_DRIVEN)], changes, fresh=True)
+
+    def _evaluate(
+        self, h: TerminalHealth, at: datetime, faults: Iterable[str], changes: list[_Change], *, fresh: bool
+    ) -> None:
+        """Step each fault's state to ``at``: ``fresh`` with what the health says now, else only
+        the sustain and clear clocks move (the timer, for rules only a report can change)."""
+        rules = self._rules(h)
+        h.disconnects_between_reports = (h.protocol or "") in self.disconnecting
+        for fault in faults:
+            rule = rules[fault]
+            condition: Condition | None = CONDITIONS[fault](h, at, rule) if fresh else None
+            state, action = step(h.conditions.get(fault), condition, at, rule)
+            if state is None:
+                h.conditions.pop(fault, None)
+                continue
+            h.conditions[fault] = state
+            if fault == Fault.OFFLINE and action in (Action.RAISE, Action.CLEAR):
+                h.set("connectivity", "offline" if action == Action.RAISE else "online", at)
+            if action != Action.NONE:
+                changes.append(
+                    _Change(h.terminal_id, fault, action, at, rule, state.since, dict(state.evidence))
+                )
+
+    # ------------------------------------------------------------------ timer (leader only)
+
+    def tick(self, now: datetime | None = None) -> None:
+        """Time-based rules: silence, sustain and clear times.  Run by the leader only."""
+        now = now or datetime.now(UTC)
+        self.stats.ticks += 1
+        cutoff = now - timedelta(seconds=self.rulebook.min_offline_s())
+        with self.database.engine.connect() as conn:
+            candidates = [
+                r[0]
+                for r in conn.execute(
+                    select(terminal_health.c.terminal_id).where(
+                        or_(
+                            terminal_health.c.pending.is_(True),
+                            (terminal_health.c.connectivity == "online")
+                            & (terminal_health.c.last_seen < cutoff),
+                        )
+                    )
+                )
+            ]
+        for start in range(0, len(candidates), TICK_CHUNK):
+            self._tick_chunk(candidates[start : start + TICK_CHUNK], now)
+
+    def _tick_chunk(self, terminal_ids: list[str], now: datetime) -> None:
+        changes: list[_Change] = []
+        with self._lock, self.database.engine.begin() as conn:
+            healths = load_health(conn, terminal_ids, lock=True)
+            facts = self._facts(conn, set(healths))
+            for h in healths.values():
+                self._apply_registry(h, facts.get(h.terminal_id))
+                self._evaluate(h, now, [Fault.OFFLINE], changes, fresh=True)
+                refresh_error_rate(h, now, self._rules(h))
+                self._evaluate(h, now, [Fault.DATA_ERRORS], changes, fresh=True)
+                if h.connectivity != "offline":  # "no fix while still reporting"
+                    self._evaluate(h, now, sorted(REPORT_DRIVEN), changes, fresh=False)
+            events = self._apply(conn, [c for c in changes if c.action != Action.TOUCH], facts)
+            save_health(conn, healths.values())
+        self._notify(events)
+
+    # ------------------------------------------------------------------ alerts and tickets
+
+    def _apply(
+        self, conn: Connection, changes: list[_Change], facts: dict[str, RegistryFacts | None]
+    ) -> list[tuple[str, dict[str, Any], int | None]]:
+        events: list[tuple[str, dict[str, Any], int | None]] = []
+        for change in changes:
+            fact = facts.get(change.terminal_id)
+            customer_id = fact.customer_id if fact else None
+            if change.action == Action.RAISE:
+                outcome = alert_store.raise_alert(
+                    conn,
+                    change.terminal_id,
+                    change.rule,
+                    change.at,
+                    first_seen=change.first_seen,
+                    evidence=change.evidence,
+                    customer_id=customer_id,
+                    device_fault=change.rule.ticket,
+                )
+                if outcome.created:
+                    self.stats.alerts_raised += 1
+                    events.append(("alert.raised", _alert_payload(conn, outcome.alert_id), customer_id))
+                if change.rule.ticket:
+                    self._ticket(conn, change, outcome.alert_id, events, customer_id)
+            elif change.action == Action.RECUR:
+                alert_store.recur_alert(conn, change.terminal_id, change.fault, change.at, change.evidence)
+            elif change.action == Action.TOUCH:
+                alert_store.touch_alert(conn, change.terminal_id, change.fault, change.at)
+            elif change.action == Action.CLEAR:
+                if alert_store.clear_alert(conn, change.terminal_id, change.fault, change.at) is not None:
+                    self.stats.alerts_cleared += 1
+                ticket_store.fault_cleared(conn, change.terminal_id, change.fault, change.at)
+        return events
+
+    def _ticket(
+        self,
+        conn: Connection,
+        change: _Change,
+        alert_id: int,
+        events: list[tuple[str, dict[str, Any], int | None]],
+        customer_id: int | None,
+    ) -> None:
+        outcome = ticket_store.open_for_alert(
+            conn,
+            self.settings,
+            terminal_id=change.terminal_id,
+            fault=change.fault,
+            priority=SEVERITY_PRIORITY.get(change.rule.severity, "normal"),
+            alert_id=alert_id,
+            first_seen=change.first_seen,
+            at=change.at,
+            evidence={
+                "fault": change.evidence,
+                "first_seen": change.first_seen.isoformat(),
+                "last_seen": change.at.isoformat(),
+            },
+        )
+        if outcome is None:
+            log.warning(
+                "no repair ticket for %s %s: terminal not in the registry", change.terminal_id, change.fault
+            )
+            return
+        alert_store.link_ticket(conn, alert_id, outcome.ticket_id)
+        if outcome.action in ("created", "reopened"):
+            if outcome.action == "created":
+                self.stats.tickets_opened += 1
+            row = ticket_store.get_ticket(conn, outcome.ticket_id) or {}
+            events.append(
+                (
+                    f"ticket.{outcome.action if outcome.action == 'reopened' else 'opened'}",
+                    ticket_store.public(row, change.at),
+                    customer_id,
+                )
+            )
+
+    def _notify(self, events: list[tuple[str, dict[str, Any], int | None]]) -> None:
+        for event, payload, customer_id in events:
+            self.notifier.publish(event, payload, customer_id)
+
+    # ------------------------------------------------------------------ registry
+
+    def _facts(self, conn: Connection, terminal_ids: Iterable[str]) -> dict[str, RegistryFacts | None]:
+        from fleet.context import terminal_context
+
+        now_mono = time.monotonic()
+        now = datetime.now(UTC)
+        out: dict[str, RegistryFacts | None] = {}
+        for tid in terminal_ids:
+            cached = self._registry.get(tid)
+            if cached is None or now_mono - cached[0] > REGISTRY_TTL_S:
+                context = terminal_context(conn, tid, now)
+                facts = (
+                    RegistryFacts(context.model_name, context.customer_id, context.iccid) if context else None
+                )
+                cached = (now_mono, facts)
+                self._registry[tid] = cached
+            out[tid] = cached[1]
+        return out
+
+    def forget_registry(self) -> None:
+        """Look terminals up again (after a registry change, e.g. a SIM swap)."""
+        self._registry.clear()
+
+    def _apply_registry(self, h: TerminalHealth, facts: RegistryFacts | None) -> None:
+        if facts is None:
+            return
+        h.model_name = facts.model_name
+        if facts.iccid:
+            h.iccid_registered = facts.iccid.upper().rstrip("F")
+            refresh_sim(h, h.updated_at)
+
+    def _rules(self, h: TerminalHealth) -> dict[str, Rule]:
+        return self.rulebook.rules(h.model_name)
+
+
+def _rows(batch: IngestBatch) -> list[PositionRow | EventRow]:
+    return [*batch.positions, *batch.events]
+
+
+def _worth_saving(before: dict[str, Any] | None, h: TerminalHealth, resolution_s: float) -> bool:
+    """Skip a write that would only move last seen by a little (the timer's resolution)."""
+    if before is None:
+        return True
+    after = h.to_row()
+    if any(before[k] != after[k] for k in after if k not in ("last_seen", "updated_at")):
+        return True
+    if before["last_seen"] is None or after["last_seen"] is None:
+        return before["last_seen"] != after["last_seen"]
+    return (after["last_seen"] - before["last_seen"]).total_seconds() >= resolution_s
+
+
+def _alert_payload(conn: Connection, alert_id: int) -> dict[str, Any]:
+    row = alert_store.get_alert(conn, alert_id) or {}
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
