@@ -1,0 +1,1 @@
+"""The fleet registry: customers, vehicles, drivers, terminals, SIMs, installations and swaps."""
