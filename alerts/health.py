@@ -81,7 +81,8 @@ class TerminalHealth:
     def to_row(self) -> dict[str, Any]:
         row = {name: getattr(self, name) for name in _COLUMNS}
         row["conditions"] = {fault: state.to_json() for fault, state in self.conditions.items()}
-        row["pending"] = any(state.pending for state in self.conditions.values())
+        # errors age out of their hour only as time passes: the timer must look at them too
+        row["pending"] = bool(self.error_buckets) or any(state.pending for state in self.conditions.values())
         return row
 
     @classmethod

@@ -44,11 +44,19 @@ def build_fleet(database: Database, now: datetime | None = None) -> Fleet:
     with database.engine.begin() as conn:
         service.create_terminal_model(conn, name=MODEL, protocol="gt06", warranty_months=12)
         customer = service.create_customer(
-            conn, name="Acme Logistics", contact_name="Li Wei", phone="+86 10 5555 0101", address="1 Harbour Rd"
+            conn,
+            name="Acme Logistics",
+            contact_name="Li Wei",
+            phone="+86 10 5555 0101",
+            address="1 Harbour Rd",
         )
         devices, iccids = [], {}
         for number, (plate, installed) in enumerate(
-            [("A-10001", now - timedelta(days=30)), ("A-10002", now - timedelta(days=800)), ("A-10003", now - timedelta(days=10))],
+            [
+                ("A10001", now - timedelta(days=30)),
+                ("A10002", now - timedelta(days=800)),
+                ("A10003", now - timedelta(days=10)),
+            ],
             start=1,
         ):
             device_id, iccid = imei_for(number), iccid_for(number)
@@ -89,7 +97,9 @@ def position(
 
 
 def event(terminal_id: str, at: datetime, type_: str = "heartbeat", **attributes: Any) -> EventRow:
-    return EventRow(terminal_id=terminal_id, time=at, received_at=at, protocol="gt06", type=type_, attributes=attributes)
+    return EventRow(
+        terminal_id=terminal_id, time=at, received_at=at, protocol="gt06", type=type_, attributes=attributes
+    )
 
 
 def batch(*rows: PositionRow | EventRow) -> IngestBatch:

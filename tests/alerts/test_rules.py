@@ -93,7 +93,16 @@ def test_health_dimensions_follow_reports() -> None:
     assert (h.power, h.battery, h.gsm, h.clock) == ("on", "ok", "ok", "ok")
     later = T0 + timedelta(minutes=1)
     observe_position(
-        h, position("1", later, alarms=["power_cut"], battery_level=5, gsm_signal=3, fix_time=later - timedelta(hours=2)), rules
+        h,
+        position(
+            "1",
+            later,
+            alarms=["power_cut"],
+            battery_level=5,
+            gsm_signal=3,
+            fix_time=later - timedelta(hours=2),
+        ),
+        rules,
     )
     assert (h.power, h.battery, h.gsm, h.clock) == ("cut", "low", "weak", "drift")
     assert h.power_since == later and h.clock_drift_s == -7200
