@@ -42,9 +42,10 @@ class FaultSpec:
     """One scheduled or random fault of one terminal.
 
     ``at_s``: seconds after the terminal starts; ``duration_s``: how long it lasts (None:
-    until the end).  ``probability``: instead of (or besides) a time, the chance at each
-    report that the fault starts (for frame faults: that this frame is hit).
-    ``drift_s``: clock drift per hour of device time (CLOCK_DRIFT).
+    until the end).  ``probability``: instead of a time, the chance at each report that
+    the fault starts; for frame faults, the chance that a frame is hit (inside the window
+    when ``at_s`` is given too; with no probability every frame in the window is hit).
+    ``drift_s_per_h``: how fast the clock runs off (CLOCK_DRIFT).
     """
 
     kind: FaultKind
@@ -94,7 +95,12 @@ class FaultState:
                     if index not in self._counted:
                         self._counted.add(index)
                         self.injected += 1
-            elif spec.probability and spec.kind not in self._active and self.rng.random() < spec.probability:
+            elif (
+                spec.probability
+                and spec.kind not in FRAME_FAULTS
+                and spec.kind not in self._active
+                and self.rng.random() < spec.probability
+            ):
                 until = None if spec.duration_s is None else elapsed_s + spec.duration_s
                 self._active[spec.kind] = _Window(spec, elapsed_s, until)
                 started.append(spec.kind)
@@ -128,7 +134,9 @@ class FaultState:
         for spec in self.specs:
             if spec.kind not in FRAME_FAULTS:
                 continue
-            if spec.kind in self._active or (spec.probability and self.rng.random() < spec.probability):
+            if spec.at_s is not None and spec.kind not in self._active:
+                continue  # outside its window
+            if not spec.probability or self.rng.random() < spec.probability:
                 hits.add(spec.kind)
         if hits:
             self.injected += 1

@@ -57,7 +57,7 @@ def iccid(seed: object, index: int, generation: int = 0) -> str:
 
 
 def msisdn(seed: object, index: int) -> str:
-    return f"+86 13{_stable_int(seed, 'msisdn', index, digits=9):09d}"
+    return f"+8613{_stable_int(seed, 'msisdn', index, digits=9):09d}"
 
 
 _VIN_VALUES = {

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from app.commands import bench, config, serve, token
+from app.commands import bench, config, serve, simulate, token
 
 COMMANDS: list[ModuleType] = [
     serve,
     token,
     config,
     bench,
+    simulate,
 ]

@@ -1,0 +1,1 @@
+"""Scenario files shipped with gpsfleet (package data): mixed-fleet, load-test, fault-drill."""
