@@ -10,6 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from store.db import Database, open_database
 from tests.services import MosquittoServer, PostgresServer
 
 DATA = Path(__file__).parent / "data"
@@ -57,6 +58,14 @@ def db_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return str(request.getfixturevalue("sqlite_url"))
     return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def database(db_url: str) -> Iterator[Database]:
+    """A migrated database on each backend (``db_url``), disposed afterwards."""
+    database = open_database(db_url)
+    yield database
+    database.dispose()
 
 
 @pytest.fixture(scope="session")

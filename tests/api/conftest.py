@@ -1,4 +1,4 @@
-"""API fixtures: a migrated database on both backends, and a client for the whole app."""
+"""API fixtures: a client for the whole app on the migrated ``database`` (both backends)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,8 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from store.db import Database, open_database
+from store.db import Database
 from tests.api.support import api_client
-
-
-@pytest.fixture
-def database(db_url: str) -> Iterator[Database]:
-    database = open_database(db_url)
-    yield database
-    database.dispose()
 
 
 @pytest.fixture
