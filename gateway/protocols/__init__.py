@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from gateway.protocols.base import ProtocolSpec
+from gateway.protocols.gt06 import SPEC as GT06
+from gateway.protocols.jt808 import SPEC as JT808
+from gateway.protocols.teltonika import SPEC as TELTONIKA
 
-PROTOCOLS: dict[str, ProtocolSpec] = {}
+PROTOCOLS: dict[str, ProtocolSpec] = {
+    "jt808": JT808,
+    "gt06": GT06,
+    "teltonika": TELTONIKA,
+}
 
 
 def get_protocol(name: str) -> ProtocolSpec:

@@ -1,0 +1,67 @@
+"""Small helpers shared by the binary protocol modules (JT/T 808, GT06, Teltonika).
+
+Device clock fields to UTC, BCD digits, and the 2-digit/4-bit tables that keep the hot
+decode paths free of per-byte Python work.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, tzinfo
+
+from gateway.protocols.base import MalformedFrame
+
+# BCD byte -> its two-digit value; a nibble above 9 maps to a value no date field accepts,
+# so a corrupt BCD time fails in ``datetime`` and becomes MalformedFrame.
+_INVALID = 10_000
+BCD: tuple[int, ...] = tuple(
+    (byte >> 4) * 10 + (byte & 0x0F) if (byte >> 4) < 10 and (byte & 0x0F) < 10 else _INVALID
+    for byte in range(256)
+)
+
+
+def device_time(year: int, month: int, day: int, hour: int, minute: int, second: int, tz: tzinfo) -> datetime:
+    """A clock reading in the device's zone ``tz`` as an aware UTC datetime."""
+    try:
+        if tz is UTC:
+            return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+        offset = tz.utcoffset(None)
+        if offset is not None:  # fixed offset: cheaper than astimezone
+            return datetime(year, month, day, hour, minute, second, tzinfo=UTC) - offset
+        return datetime(year, month, day, hour, minute, second, tzinfo=tz).astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise MalformedFrame(
+            f"bad time {year:04d}-{month:02d}-{day:02d} {hour:02d}:{minute:02d}:{second:02d}"
+        ) from exc
+
+
+def bcd_time(data: bytes, tz: tzinfo) -> datetime:
+    """Six BCD bytes YY MM DD hh mm ss (year 2000-based) in zone ``tz``, to UTC."""
+    if len(data) < 6:
+        raise MalformedFrame("truncated BCD time")
+    bcd = BCD
+    return device_time(
+        2000 + bcd[data[0]], bcd[data[1]], bcd[data[2]], bcd[data[3]], bcd[data[4]], bcd[data[5]], tz
+    )
+
+
+def to_device_clock(value: datetime, tz: tzinfo) -> datetime:
+    """The inverse of ``device_time``: a UTC datetime as the device's local wall clock."""
+    return value.astimezone(tz)
+
+
+def bcd_encode(digits: str, size: int) -> bytes:
+    """Decimal digits as ``size`` BCD bytes, left-padded with zeros."""
+    text = digits.rjust(size * 2, "0")
+    if len(text) != size * 2 or not text.isdigit():
+        raise ValueError(f"{digits!r} does not fit {size} BCD bytes")
+    return bytes.fromhex(text)
+
+
+def digits_of(data: bytes) -> str:
+    """BCD bytes as a digit string, padding nibbles (F) dropped."""
+    return data.hex().rstrip("f")
+
+
+def ascii_text(data: bytes) -> str:
+    """A fixed-width text field: NUL and space padding removed, undecodable bytes replaced."""
+    return data.split(b"\x00", 1)[0].decode("ascii", "replace").strip()
