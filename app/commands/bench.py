@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 from types import ModuleType
 
+from benchmarks import store as store_bench
+
 # Each module in ``benchmarks`` has register(subparsers); listed explicitly.
-BENCHMARKS: list[ModuleType] = []
+BENCHMARKS: list[ModuleType] = [
+    store_bench,
+]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -1,0 +1,104 @@
+"""Bulk ingest into SQLite: prebuilt tuples, ``executemany`` INSERT OR IGNORE, one
+transaction taken with BEGIN IMMEDIATE (the write lock up front, so two writers queue
+instead of failing to upgrade a read lock).  Times are integer microseconds, as
+``UtcDateTime`` stores them; WAL and synchronous=NORMAL are set in ``store.db``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from store.ingest_prepare import STATE_COLUMNS, dump_json_text, state_rows, state_upsert_sql
+from store.records import IngestBatch, WriteResult
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+_INSERT_POSITIONS = (
+    "INSERT OR IGNORE INTO positions (terminal_id, fix_time, received_at, lat, lon, altitude_m, "
+    "speed_kmh, course, satellites, hdop, valid, protocol, alarms, attributes, raw, flags) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_EVENTS = (
+    "INSERT OR IGNORE INTO events (terminal_id, time, type, received_at, protocol, alarms, "
+    "attributes, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_UPSERT_STATE = state_upsert_sql(
+    f"VALUES ({', '.join('?' * len(STATE_COLUMNS))})",
+    min_time=str(-(1 << 62)),
+    merge_json="json_patch({old}, {new})",
+)
+
+
+def write_batch(conn: sqlite3.Connection, batch: IngestBatch) -> WriteResult:
+    """Write the batch in one transaction and commit it; roll back and raise on failure."""
+    epoch, micro, dumps = _EPOCH, _MICROSECOND, dump_json_text
+    result = WriteResult()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if batch.positions:
+            before = conn.total_changes
+            conn.executemany(
+                _INSERT_POSITIONS,
+                [
+                    (
+                        p.terminal_id,
+                        (p.fix_time - epoch) // micro,
+                        (p.received_at - epoch) // micro,
+                        p.lat,
+                        p.lon,
+                        p.altitude_m,
+                        p.speed_kmh,
+                        p.course,
+                        p.satellites,
+                        p.hdop,
+                        p.valid,
+                        p.protocol,
+                        dumps(p.alarms) if p.alarms else None,
+                        dumps(p.attributes) if p.attributes else None,
+                        p.raw,
+                        p.flags,
+                    )
+                    for p in batch.positions
+                ],
+            )
+            result.inserted = conn.total_changes - before
+            result.duplicates = len(batch.positions) - result.inserted
+        if batch.events:
+            before = conn.total_changes
+            conn.executemany(
+                _INSERT_EVENTS,
+                [
+                    (
+                        e.terminal_id,
+                        (e.time - epoch) // micro,
+                        e.type,
+                        (e.received_at - epoch) // micro,
+                        e.protocol,
+                        dumps(e.alarms),
+                        dumps(e.attributes),
+                        e.raw,
+                    )
+                    for e in batch.events
+                ],
+            )
+            result.events = conn.total_changes - before
+        conn.executemany(_UPSERT_STATE, [_sqlite_values(row) for row in state_rows(batch)])
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    return result
+
+
+def _sqlite_values(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(
+        (value - _EPOCH) // _MICROSECOND
+        if isinstance(value, datetime)
+        else value.decode()
+        if isinstance(value, bytes)
+        else value
+        for value in row
+    )
