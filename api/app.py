@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 
+from alerts import router as alerts_router
 from api import health, metrics, tokens
 from core.settings import Settings
 from store.db import Database, DatabaseUnavailable
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 ROUTERS: list[APIRouter] = [
     tokens.router,
+    alerts_router.router,
 ]
 
 OPERATIONS_ROUTERS: list[APIRouter] = [health.router, metrics.router]

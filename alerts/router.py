@@ -1,0 +1,331 @@
+"""The API of health, alerts and repair tickets: /api/v1/health, /terminals/{id}/health,
+/alerts (filter, acknowledge) and /tickets (filter, open by hand, transitions, history)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, status
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
+
+from alerts import alerts as alert_store
+from alerts import tickets as ticket_store
+from alerts.health import DIMENSIONS, TerminalHealth, get_health, new_health
+from alerts.rules import FAULTS
+from api.deps import STAFF_ROLES, Principal, get_database, get_settings, not_found, require_roles
+from core.settings import Settings
+from store.db import Database
+from store.tables.alerts import alerts, terminal_health, tickets
+
+router = APIRouter(prefix="/api/v1", tags=["health, alerts and tickets"])
+
+ANYONE = require_roles(*STAFF_ROLES, "customer")
+NOC = require_roles("admin", "manager", "noc")
+DESK = require_roles("admin", "manager", "noc", "clerk")
+STAFF = require_roles(*STAFF_ROLES)
+# Who may move a ticket into each state (approval and dispatch are the manager's, rule 3).
+TRANSITION_ROLES: dict[str, frozenset[str]] = {
+    ticket_store.APPROVED: frozenset({"admin", "manager"}),
+    ticket_store.DISPATCHED: frozenset({"admin", "manager"}),
+    ticket_store.IN_PROGRESS: frozenset({"admin", "manager", "technician"}),
+    ticket_store.RESOLVED: frozenset({"admin", "manager", "technician"}),
+    ticket_store.CLOSED: frozenset({"admin", "manager", "noc", "clerk"}),
+    ticket_store.CANCELLED: frozenset({"admin", "manager", "clerk"}),
+}
+
+
+class Acknowledge(BaseModel):
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class NewTicket(BaseModel):
+    terminal_id: str = Field(min_length=1, max_length=64)
+    fault: str | None = Field(default=None, max_length=40, description="a fault name, or none for 'reported'")
+    symptoms: str | None = Field(default=None, max_length=4000)
+    priority: str = Field(default="normal", pattern="^(urgent|high|normal|low)$")
+    contact: str | None = Field(default=None, max_length=200)
+    phone: str | None = Field(default=None, max_length=40)
+
+
+class Transition(BaseModel):
+    to: str = Field(description="open, approved, dispatched, in_progress, resolved, closed, cancelled")
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+def _customer_terminals(conn: Connection, principal: Principal) -> set[str] | None:
+    if principal.customer_scope is None:
+        return None
+    from fleet.scope import customer_terminal_ids
+
+    return customer_terminal_ids(conn, principal.customer_scope)
+
+
+def _json(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
+
+
+# --------------------------------------------------------------------------- health
+
+
+@router.get("/health", summary="Fleet health: online, offline, never seen, faulty, per fault")
+def health_summary(
+    principal: Principal = Depends(ANYONE), database: Database = Depends(get_database)
+) -> dict[str, Any]:
+    from store.tables.registry import terminals
+
+    with database.engine.connect() as conn:
+        scope = _customer_terminals(conn, principal)
+        query = select(terminal_health)
+        registered = select(terminals.c.device_id).where(terminals.c.status != "scrapped")
+        if scope is not None:
+            query = query.where(terminal_health.c.terminal_id.in_(scope))
+            registered = registered.where(terminals.c.device_id.in_(scope))
+        rows = [TerminalHealth.from_row(r) for r in conn.execute(query).mappings()]
+        known = {r[0] for r in conn.execute(registered)}
+    seen = {h.terminal_id for h in rows}
+    counts = {"terminals": len(seen | known), "online": 0, "offline": 0, "never_seen": len(known - seen)}
+    per_fault = dict.fromkeys(FAULTS, 0)
+    dimensions: dict[str, dict[str, int]] = {d: {} for d in DIMENSIONS}
+    faulty = 0
+    for h in rows:
+        counts[h.connectivity] = counts.get(h.connectivity, 0) + 1
+        raised = [f for f, s in h.conditions.items() if s.raised]
+        faulty += bool(raised)
+        for fault in raised:
+            per_fault[fault] = per_fault.get(fault, 0) + 1
+        for dimension in DIMENSIONS:
+            value = getattr(h, dimension)
+            dimensions[dimension][value] = dimensions[dimension].get(value, 0) + 1
+    return {**counts, "faulty": faulty, "per_fault": per_fault, "dimensions": dimensions}
+
+
+@router.get("/terminals/{terminal_id}/health", summary="One terminal's health with its open alerts")
+def terminal_health_view(
+    terminal_id: str, principal: Principal = Depends(ANYONE), database: Database = Depends(get_database)
+) -> dict[str, Any]:
+    from fleet.context import terminal_context
+
+    now = datetime.now(UTC)
+    with database.engine.connect() as conn:
+        if principal.customer_scope is not None:
+            from fleet.scope import customer_owns_terminal
+
+            if not customer_owns_terminal(conn, principal.customer_scope, terminal_id):
+                raise not_found("terminal", terminal_id)
+        health = get_health(conn, terminal_id)
+        if health is None:
+            if terminal_context(conn, terminal_id, now) is None:
+                raise not_found("terminal", terminal_id)
+            health = new_health(terminal_id, now)
+        open_alerts = conn.execute(
+            select(alerts).where(alerts.c.terminal_id == terminal_id, alerts.c.state != alert_store.CLEARED)
+        ).mappings()
+        return {**health.public(), "open_alerts": [_json(dict(a)) for a in open_alerts]}
+
+
+# --------------------------------------------------------------------------- alerts
+
+
+@router.get("/alerts", summary="Alerts, newest first; filter by state, fault, customer, terminal")
+def list_alerts(
+    state: str | None = Query(
+        None, pattern="^(raised|acknowledged|cleared|open)$", description="open = not cleared"
+    ),
+    fault: str | None = None,
+    customer_id: int | None = None,
+    terminal_id: str | None = None,
+    device_fault: bool | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+    principal: Principal = Depends(ANYONE),
+    database: Database = Depends(get_database),
+) -> dict[str, Any]:
+    query = select(alerts)
+    if state == "open":
+        query = query.where(alerts.c.state != alert_store.CLEARED)
+    elif state:
+        query = query.where(alerts.c.state == state)
+    if fault:
+        query = query.where(alerts.c.fault == fault)
+    if terminal_id:
+        query = query.where(alerts.c.terminal_id == terminal_id)
+    if device_fault is not None:
+        query = query.where(alerts.c.device_fault.is_(device_fault))
+    scope = principal.customer_scope if principal.customer_scope is not None else customer_id
+    if scope is not None:
+        query = query.where(alerts.c.customer_id == scope)
+    return _page(database, query, alerts.c.id, limit, offset, _json)
+
+
+@router.get("/alerts/{alert_id}", summary="One alert")
+def read_alert(
+    alert_id: int, principal: Principal = Depends(ANYONE), database: Database = Depends(get_database)
+) -> dict[str, Any]:
+    with database.engine.connect() as conn:
+        row = alert_store.get_alert(conn, alert_id)
+    if row is None or not principal.can_see(row["customer_id"]):
+        raise not_found("alert", alert_id)
+    return _json(row)
+
+
+@router.post("/alerts/{alert_id}/acknowledge", summary="Acknowledge a raised alert, with a comment")
+def acknowledge_alert(
+    alert_id: int,
+    body: Acknowledge,
+    principal: Principal = Depends(NOC),
+    database: Database = Depends(get_database),
+) -> dict[str, Any]:
+    with database.engine.begin() as conn:
+        if alert_store.get_alert(conn, alert_id) is None:
+            raise not_found("alert", alert_id)
+        try:
+            row = alert_store.acknowledge(
+                conn, alert_id, principal.name or principal.role, body.comment, datetime.now(UTC)
+            )
+        except alert_store.AlertStateError as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
+    return _json(row)
+
+
+# --------------------------------------------------------------------------- tickets
+
+
+@router.get("/tickets", summary="Repair tickets, newest first; filter by state, fault, customer, terminal")
+def list_tickets(
+    state: str | None = Query(None, description="a state, or 'open' for every state before resolved"),
+    fault: str | None = None,
+    customer_id: int | None = None,
+    terminal_id: str | None = None,
+    priority: str | None = None,
+    source: str | None = Query(None, pattern="^(auto|manual)$"),
+    to_verify: bool | None = Query(None, description="only tickets whose fault cleared before dispatch"),
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+    principal: Principal = Depends(ANYONE),
+    database: Database = Depends(get_database),
+) -> dict[str, Any]:
+    query = select(tickets)
+    if state == "open":
+        query = query.where(tickets.c.state.in_(ticket_store.OPEN_STATES))
+    elif state:
+        if state not in ticket_store.STATES:
+            raise HTTPException(
+                422, detail=f"unknown state {state!r}; states: open, {', '.join(ticket_store.STATES)}"
+            )
+        query = query.where(tickets.c.state == state)
+    for column, value in (
+        ("fault", fault),
+        ("terminal_id", terminal_id),
+        ("priority", priority),
+        ("source", source),
+    ):
+        if value:
+            query = query.where(tickets.c[column] == value)
+    if to_verify is not None:
+        query = query.where(
+            tickets.c.verification == ticket_store.CLEARED_TO_VERIFY
+            if to_verify
+            else tickets.c.verification.is_(None)
+        )
+    scope = principal.customer_scope if principal.customer_scope is not None else customer_id
+    if scope is not None:
+        query = query.where(tickets.c.customer_id == scope)
+    now = datetime.now(UTC)
+    return _page(database, query, tickets.c.id, limit, offset, lambda row: ticket_store.public(row, now))
+
+
+@router.post("/tickets", status_code=201, summary="Open a repair ticket by hand (a customer's call)")
+def open_ticket(
+    body: NewTicket,
+    principal: Principal = Depends(DESK),
+    database: Database = Depends(get_database),
+    settings: Settings = Depends(get_settings),
+) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    try:
+        with database.engine.begin() as conn:
+            row = ticket_store.open_by_hand(
+                conn,
+                settings,
+                terminal_id=body.terminal_id,
+                actor=principal.name or principal.role,
+                at=now,
+                fault=body.fault,
+                symptoms=body.symptoms,
+                priority=body.priority,
+                contact=body.contact,
+                phone=body.phone,
+            )
+    except ticket_store.UnknownTerminal as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
+    except ticket_store.DuplicateTicket as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
+    return ticket_store.public(row, now)
+
+
+@router.get("/tickets/{ticket_id}", summary="One ticket with its history")
+def read_ticket(
+    ticket_id: int, principal: Principal = Depends(ANYONE), database: Database = Depends(get_database)
+) -> dict[str, Any]:
+    with database.engine.connect() as conn:
+        row = ticket_store.get_ticket(conn, ticket_id)
+        if row is None or not principal.can_see(row["customer_id"]):
+            raise not_found("ticket", ticket_id)
+        steps = ticket_store.history(conn, ticket_id)
+    return {**ticket_store.public(row, datetime.now(UTC)), "history": [_json(s) for s in steps]}
+
+
+@router.get("/tickets/{ticket_id}/history", summary="Every change of a ticket: who, when, from, to")
+def ticket_history(
+    ticket_id: int, principal: Principal = Depends(ANYONE), database: Database = Depends(get_database)
+) -> list[dict[str, Any]]:
+    with database.engine.connect() as conn:
+        row = ticket_store.get_ticket(conn, ticket_id)
+        if row is None or not principal.can_see(row["customer_id"]):
+            raise not_found("ticket", ticket_id)
+        return [_json(s) for s in ticket_store.history(conn, ticket_id)]
+
+
+@router.post(
+    "/tickets/{ticket_id}/transitions", summary="Move a ticket along its workflow (409 when illegal)"
+)
+def move_ticket(
+    ticket_id: int,
+    body: Transition,
+    principal: Principal = Depends(STAFF),
+    database: Database = Depends(get_database),
+) -> dict[str, Any]:
+    allowed_roles = TRANSITION_ROLES.get(body.to)
+    if allowed_roles is not None and principal.role not in allowed_roles:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=f"role {principal.role!r} may not move a ticket to {body.to}; allowed: {', '.join(sorted(allowed_roles))}",
+        )
+    try:
+        with database.engine.begin() as conn:
+            row = ticket_store.transition(
+                conn,
+                ticket_id,
+                body.to,
+                actor=principal.name or principal.role,
+                at=datetime.now(UTC),
+                comment=body.comment,
+            )
+    except LookupError as exc:
+        raise not_found("ticket", ticket_id) from exc
+    except ticket_store.TicketError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
+    except ValueError as exc:
+        raise HTTPException(422, detail=str(exc)) from exc
+    return ticket_store.public(row, datetime.now(UTC))
+
+
+def _page(database: Database, query: Any, order: Any, limit: int, offset: int, shape: Any) -> dict[str, Any]:
+    with database.engine.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+        rows = conn.execute(query.order_by(order.desc()).limit(limit).offset(offset)).mappings()
+        items = [shape(dict(r)) for r in rows]
+    return {"total": total, "limit": limit, "offset": offset, "items": items}

@@ -1,0 +1,167 @@
+"""The health, alerts and tickets API: filters, acknowledgement, tickets by hand, transitions,
+roles and customer scope."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from fastapi.testclient import TestClient
+
+from alerts.engine import AlertEngine
+from api.app import create_app
+from api.auth import create_token
+from fleet import service
+from fleet.validation import imei_for
+from tests.alerts.support import MODEL, batch, build_fleet, fast_settings, open_db, position
+
+
+@pytest.fixture
+def api(db_url: str):  # type: ignore[no-untyped-def]
+    database = open_db(db_url)
+    fleet = build_fleet(database)
+    with database.engine.begin() as conn:
+        other = service.create_customer(conn, name="Other Co")
+        service.create_vehicle(conn, plate="B20001", customer_id=other["id"])
+        service.create_terminal(conn, device_id=imei_for(99), model=MODEL)
+        service.install(conn, device_id=imei_for(99), plate="B20001")
+    settings = fast_settings(db_url)
+    engine = AlertEngine(settings, database)
+    now = datetime.now(UTC)
+    engine.process(
+        [
+            (
+                "batch",
+                batch(
+                    position(fleet.in_warranty, now, alarms=["gnss_antenna_cut"]),
+                    position(fleet.healthy, now, power_v=12.5),
+                    position(imei_for(99), now, alarms=["power_cut"]),
+                ),
+            )
+        ]
+    )
+    tokens = {
+        role: create_token(database.engine, role=role, name=f"{role}-user").token
+        for role in ("noc", "clerk", "manager", "technician")
+    }
+    tokens["customer"] = create_token(database.engine, role="customer", customer_id=fleet.customer_id).token
+    client = TestClient(create_app(settings, database))
+    yield client, tokens, fleet
+    client.close()
+    database.dispose()
+
+
+def _h(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_health_summary_and_one_terminal(api) -> None:  # type: ignore[no-untyped-def]
+    client, tokens, fleet = api
+    summary = client.get("/api/v1/health", headers=_h(tokens["noc"])).json()
+    assert summary["terminals"] == 4 and summary["online"] == 3 and summary["never_seen"] == 1
+    assert (
+        summary["faulty"] == 2
+        and summary["per_fault"]["gnss_antenna_cut"] == 1
+        and summary["per_fault"]["power_cut"] == 1
+    )
+    mine = client.get("/api/v1/health", headers=_h(tokens["customer"])).json()
+    assert mine["terminals"] == 3 and mine["per_fault"]["power_cut"] == 0
+    one = client.get(f"/api/v1/terminals/{fleet.in_warranty}/health", headers=_h(tokens["customer"])).json()
+    assert one["connectivity"] == "online" and one["faults"] == ["gnss_antenna_cut"]
+    assert [a["fault"] for a in one["open_alerts"]] == ["gnss_antenna_cut"]
+    assert (
+        client.get(f"/api/v1/terminals/{imei_for(99)}/health", headers=_h(tokens["customer"])).status_code
+        == 404
+    )
+    assert (
+        client.get(f"/api/v1/terminals/{fleet.out_of_warranty}/health", headers=_h(tokens["noc"])).json()[
+            "connectivity"
+        ]
+        == "never_seen"
+    )
+    assert client.get("/api/v1/health").status_code == 401
+
+
+def test_alerts_filter_and_acknowledge(api) -> None:  # type: ignore[no-untyped-def]
+    client, tokens, fleet = api
+    listed = client.get("/api/v1/alerts", params={"state": "raised"}, headers=_h(tokens["noc"])).json()
+    assert listed["total"] == 2
+    assert (
+        client.get("/api/v1/alerts", params={"fault": "power_cut"}, headers=_h(tokens["customer"])).json()[
+            "total"
+        ]
+        == 0
+    )
+    [alert] = client.get(
+        "/api/v1/alerts", params={"terminal_id": fleet.in_warranty}, headers=_h(tokens["noc"])
+    ).json()["items"]
+    done = client.post(
+        f"/api/v1/alerts/{alert['id']}/acknowledge",
+        json={"comment": "customer informed"},
+        headers=_h(tokens["noc"]),
+    )
+    assert done.status_code == 200
+    assert (done.json()["state"], done.json()["acknowledged_by"], done.json()["ack_comment"]) == (
+        "acknowledged",
+        "noc-user",
+        "customer informed",
+    )
+    again = client.post(f"/api/v1/alerts/{alert['id']}/acknowledge", json={}, headers=_h(tokens["noc"]))
+    assert again.status_code == 409 and "only a raised alert" in again.json()["detail"]
+    assert (
+        client.post(
+            f"/api/v1/alerts/{alert['id']}/acknowledge", json={}, headers=_h(tokens["customer"])
+        ).status_code
+        == 403
+    )
+
+
+def test_tickets_by_hand_transitions_and_scope(api) -> None:  # type: ignore[no-untyped-def]
+    client, tokens, fleet = api
+    auto = client.get(
+        "/api/v1/tickets", params={"state": "open", "source": "auto"}, headers=_h(tokens["noc"])
+    ).json()
+    assert auto["total"] == 2
+    mine = client.get("/api/v1/tickets", headers=_h(tokens["customer"])).json()
+    assert [t["terminal_id"] for t in mine["items"]] == [fleet.in_warranty]
+    other = next(t for t in auto["items"] if t["terminal_id"] == imei_for(99))
+    assert client.get(f"/api/v1/tickets/{other['id']}", headers=_h(tokens["customer"])).status_code == 404
+
+    created = client.post(
+        "/api/v1/tickets",
+        json={"terminal_id": fleet.out_of_warranty, "symptoms": "screen dark", "priority": "high"},
+        headers=_h(tokens["clerk"]),
+    )
+    assert created.status_code == 201, created.text
+    ticket = created.json()
+    assert (
+        ticket["number"].startswith("RSO-")
+        and ticket["in_warranty"] is False
+        and ticket["created_by"] == "clerk-user"
+    )
+    assert (
+        client.post(
+            "/api/v1/tickets", json={"terminal_id": fleet.out_of_warranty}, headers=_h(tokens["clerk"])
+        ).status_code
+        == 409
+    )
+    assert (
+        client.post("/api/v1/tickets", json={"terminal_id": "000"}, headers=_h(tokens["clerk"])).status_code
+        == 404
+    )
+
+    url = f"/api/v1/tickets/{ticket['id']}/transitions"
+    bad = client.post(url, json={"to": "resolved"}, headers=_h(tokens["manager"]))
+    assert bad.status_code == 409 and "cannot go from open to resolved" in bad.json()["detail"]
+    assert client.post(url, json={"to": "approved"}, headers=_h(tokens["technician"])).status_code == 403
+    for state, role in (("approved", "manager"), ("dispatched", "manager"), ("in_progress", "technician")):
+        moved = client.post(url, json={"to": state, "comment": f"{state} ok"}, headers=_h(tokens[role]))
+        assert moved.status_code == 200 and moved.json()["state"] == state
+    detail = client.get(f"/api/v1/tickets/{ticket['id']}", headers=_h(tokens["noc"])).json()
+    assert [(h["actor"], h["to_state"]) for h in detail["history"]] == [
+        ("clerk-user", "open"),
+        ("manager-user", "approved"),
+        ("manager-user", "dispatched"),
+        ("technician-user", "in_progress"),
+    ]
+    assert detail["response_minutes"] is not None and detail["response_overdue"] is False
