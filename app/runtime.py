@@ -84,12 +84,22 @@ class _Server(uvicorn.Server):
 class Runtime:
     """API and components for one role; ``start()``, then ``stop()`` (idempotent)."""
 
-    def __init__(self, settings: Settings, database: Database, role: ServeRole) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        role: ServeRole,
+        *,
+        components: list[tuple[str, Component]] | None = None,
+    ) -> None:
+        """``components`` replaces ``build_components`` (tests, embedding)."""
         self.settings = settings
         self.database = database
         self.role = role
         self.app = create_app(settings, database, routers=() if role == "gateway" else None)
-        self.components = build_components(settings, database, self.app, role)
+        self.components = (
+            build_components(settings, database, self.app, role) if components is None else components
+        )
         for name, component in self.components:
             self.app.state.services.setdefault(name, component)
             check = getattr(component, "health_check", None)
@@ -114,7 +124,7 @@ class Runtime:
         config = uvicorn.Config(
             self.app,
             log_config=None,
-            access_log=False,  # request counts and latency are in /metrics
+            access_log=self.settings.log_level.upper() == "DEBUG",  # else /metrics counts them
             server_header=False,
             lifespan="off",
         )
@@ -126,11 +136,12 @@ class Runtime:
                 raise StartupError("the API server stopped while starting")
             await asyncio.sleep(0.01)
         log.info(
-            "gpsfleet %s serving on http://%s:%d (database %s)",
+            "gpsfleet %s serving on http://%s:%d (database %s, %s loop)",
             self.role,
             self.settings.api_host,
             self.api_port,
             self.database.masked_url,
+            type(asyncio.get_running_loop()).__module__.split(".")[0],
         )
 
     async def wait(self) -> None:

@@ -67,6 +67,7 @@ def test_serve_answers_health_and_stops_on_sigterm(db_url: str, tmp_path: Path) 
     assert returncode == 0, err
     assert "SIGTERM received: draining and stopping" in err
     assert f"serving on http://127.0.0.1:{port}" in err
+    assert "uvloop loop" in err
 
 
 def test_serve_takes_its_database_and_port_from_the_environment(sqlite_url: str, tmp_path: Path) -> None:
