@@ -36,7 +36,7 @@ def test_components_start_in_order_stop_in_reverse_and_report_health(database: D
     journal: list[str] = []
     token = create_token(database.engine, role="noc").token
     settings = Settings(db=database.url, api_port=0)
-    components = [
+    components: list[tuple[str, Component]] = [
         ("alerts", Recorder("alerts", journal)),
         ("gateway", Recorder("gateway", journal, healthy=False)),
     ]
@@ -64,7 +64,7 @@ def test_components_start_in_order_stop_in_reverse_and_report_health(database: D
 def test_a_component_that_fails_to_start_stops_the_others(database: Database) -> None:
     journal: list[str] = []
     settings = Settings(db=database.url, api_port=0)
-    components = [
+    components: list[tuple[str, Component]] = [
         ("alerts", Recorder("alerts", journal)),
         ("gateway", Recorder("gateway", journal, fail_start=True)),
     ]
