@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import Counter
 
 from api.auth import ALL_ROLES, STAFF_ROLES, Role, verify_token
 from core.settings import Settings
@@ -38,6 +39,12 @@ __all__ = [
     "not_found",
     "require_roles",
 ]
+
+AUTH_FAILURES = Counter(
+    "gpsfleet_api_auth_failures_total",
+    "Requests refused: no token, a bad or revoked one, or a role that may not",
+    ["reason"],
+)
 
 _bearer = HTTPBearer(auto_error=False, description="a token from `gpsfleet token create`")
 
@@ -93,10 +100,12 @@ async def current_principal(
     if cached is not None:
         return cached
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+        AUTH_FAILURES.labels("missing").inc()
         raise _unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
     database = get_database(request)
     info = await run_in_threadpool(verify_token, database.engine, credentials.credentials)
     if info is None:
+        AUTH_FAILURES.labels("invalid").inc()
         raise _unauthorized("invalid or revoked token", "invalid_token")
     principal = Principal(token_id=info.id, role=info.role, customer_id=info.customer_id, name=info.name)
     request.state.principal = principal
@@ -115,6 +124,7 @@ def require_roles(*roles: str) -> Callable[..., Awaitable[Principal]]:
 
     async def dependency(principal: Principal = Depends(current_principal)) -> Principal:
         if principal.role not in allowed:
+            AUTH_FAILURES.labels("forbidden").inc()
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
                 detail=f"role {principal.role!r} may not do this; allowed: {', '.join(sorted(allowed))}",

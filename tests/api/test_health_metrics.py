@@ -76,4 +76,5 @@ def test_metrics_count_requests_by_route_and_status(client: TestClient, database
     assert 'gpsfleet_api_requests_total{method="GET",route="/api/v1/tokens/{token_id}",status="401"}' in text
     assert 'gpsfleet_api_requests_total{method="GET",route="/health",status="200"}' in text
     assert 'gpsfleet_api_request_seconds_bucket{le="0.005",method="GET",route="/health"}' in text
+    assert 'gpsfleet_api_auth_failures_total{reason="missing"}' in text
     assert "process_cpu_seconds_total" in text  # the default registry's collectors
