@@ -152,6 +152,19 @@ class AlertEngine:
     def queue_full(self) -> bool:
         return self._queue.full()
 
+    def health_check(self) -> Any:
+        """For /health: the worker runs and its queue has room (the runtime registers this)."""
+        from api.health import Check  # the API's type; imported here so alerts does not need the API
+
+        alive = self._thread is not None and self._thread.is_alive()
+        detail = (
+            f"worker {'running' if alive else 'stopped'}, queue {self.queue_depth}/{self._queue.maxsize}, "
+            f"{self.stats.dropped_batches} batches dropped, leader={self.stats.leader}, "
+            f"notifications sent {self.notifier.stats.sent} failed {self.notifier.stats.failed} "
+            f"dropped {self.notifier.stats.dropped}"
+        )
+        return Check("alerts", alive and not self.queue_full, detail)
+
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:

@@ -62,7 +62,12 @@ def build_components(
     """
     components: list[tuple[str, Component]] = []
     if role in ("all", "gateway"):
-        pass  # ALERTS and GATEWAY append their components here, as shown above
+        from alerts.engine import AlertEngine
+        from gateway.protocols import PROTOCOLS
+
+        disconnecting = [name for name, spec in PROTOCOLS.items() if spec.disconnects_between_reports]
+        components.append(("alerts", AlertEngine(settings, database, disconnecting_protocols=disconnecting)))
+        # GATEWAY appends ("gateway", Gateway(..., hooks=components[-1][1])) here
     return components
 
 
