@@ -42,7 +42,12 @@ def _wait_healthy(process: subprocess.Popen[str], port: int, token: str) -> http
 
 def _stop(process: subprocess.Popen[str]) -> tuple[int, str]:
     process.send_signal(signal.SIGTERM)
-    _out, err = process.communicate(timeout=60)
+    try:
+        _out, err = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _out, err = process.communicate()
+        raise AssertionError(f"serve did not stop on SIGTERM: {err}") from None
     return process.returncode, err
 
 
