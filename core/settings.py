@@ -291,6 +291,8 @@ def masked_dump(settings: Settings) -> dict[str, Any]:
             return {k: mask(node[k], model[k]) for k in node}
         if isinstance(model, list):
             return [mask(n, m) for n, m in zip(node, model, strict=True)]
+        if isinstance(node, str) and "://" in node:
+            return mask_dsn(node)  # any URL may carry a password: MQTT broker, webhooks
         return node
 
     masked = mask(data, settings)

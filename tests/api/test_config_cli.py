@@ -19,6 +19,7 @@ def test_config_masks_secrets_and_dsn_passwords(tmp_path: Path) -> None:
         GPSFLEET_DB="postgresql://fleet:db-hunter2@db.example:5432/gpsfleet",
         GPSFLEET_SECRET_KEY="key-hunter2",
         GPSFLEET_API_PORT="9090",
+        GPSFLEET_GATEWAY__MQTT__URL="mqtts://gateway:broker-hunter2@broker.example:8883",
     )
     result = gpsfleet("--config", str(config_file), "config", "--json", env=env)
     assert result.returncode == 0, result.stderr
@@ -28,6 +29,7 @@ def test_config_masks_secrets_and_dsn_passwords(tmp_path: Path) -> None:
     assert dump["secret_key"] == "***"
     assert dump["gateway"]["mqtt"]["password"] == "***" and dump["gateway"]["mqtt"]["enabled"] is True
     assert dump["notifications"]["smtp"]["password"] == "***"
+    assert dump["gateway"]["mqtt"]["url"] == "mqtts://gateway:***@broker.example:8883"
     assert dump["api_port"] == 9090
     assert dump["gateway"]["protocols"]["jt808"]["port"] == 6808
     assert dump["gateway"]["protocols"]["jt808"]["tz"] == "+08:00"  # the rest of the section kept
