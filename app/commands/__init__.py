@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from app.commands import bench, config, serve, simulate, token
+from app.commands import bench, config, fleet, serve, simulate, token
 
 COMMANDS: list[ModuleType] = [
     serve,
     token,
+    fleet,
     config,
     bench,
     simulate,

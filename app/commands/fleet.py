@@ -1,0 +1,91 @@
+"""``gpsfleet fleet``: import and export the registry as CSV (customers, vehicles, terminals...)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+
+from app.context import add_db_argument, database_or_exit, settings_from
+from fleet.importer import KINDS, ImportFileError, export_csv, import_csv
+
+MAX_ERRORS_SHOWN = 200
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("fleet", help="import and export the fleet registry as CSV")
+    actions = parser.add_subparsers(dest="fleet_action", metavar="ACTION", required=True)
+
+    importing = actions.add_parser(
+        "import",
+        help="import a CSV file (upsert by natural key; re-importing changes nothing)",
+        description=(
+            "Import a CSV file with a header row. Rows are matched by their natural key (customer "
+            "code, licence number, plate, device id, ICCID, terminal + valid_from) and created, "
+            "updated or left unchanged. A bad row is reported with its row number (the header is "
+            "row 1) and field, and skipped; the others still import. Exit 1 when any row failed. "
+            "The kind 'units' takes a terminal, its SIM and its installation in one row."
+        ),
+    )
+    importing.add_argument("file", metavar="FILE", help="the CSV file ('-' reads standard input)")
+    importing.add_argument("--kind", required=True, choices=KINDS, help="what the rows are")
+    importing.add_argument("--dry-run", action="store_true", help="validate and report, write nothing")
+    importing.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal)",
+    )
+    importing.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_db_argument(importing)
+    importing.set_defaults(handler=handle_import)
+
+    exporting = actions.add_parser("export", help="export records as CSV in the import format")
+    exporting.add_argument("--kind", required=True, choices=KINDS, help="what to export")
+    exporting.add_argument("--out", metavar="FILE", help="write here instead of standard output")
+    add_db_argument(exporting)
+    exporting.set_defaults(handler=handle_export)
+
+
+def handle_import(args: argparse.Namespace) -> int:
+    database = database_or_exit(settings_from(args))
+    try:
+        try:
+            if args.file == "-":
+                report = import_csv(
+                    database, sys.stdin, args.kind, dry_run=args.dry_run, progress=args.progress
+                )
+            else:
+                with open(args.file, newline="", encoding="utf-8-sig") as source:
+                    report = import_csv(
+                        database, source, args.kind, dry_run=args.dry_run, progress=args.progress
+                    )
+        except (ImportFileError, OSError, UnicodeDecodeError) as exc:
+            print(f"gpsfleet: cannot import {args.file}: {exc}", file=sys.stderr)
+            return 2
+    finally:
+        database.dispose()
+    if args.json:
+        print(json.dumps({**asdict(report), "failed": report.failed}, indent=2))
+    else:
+        for error in report.errors[:MAX_ERRORS_SHOWN]:
+            print(f"row {error.row}: {error.field}: {error.message}", file=sys.stderr)
+        if len(report.errors) > MAX_ERRORS_SHOWN:
+            print(f"... and {len(report.errors) - MAX_ERRORS_SHOWN} more errors", file=sys.stderr)
+        print(report.summary())
+    return 1 if report.errors else 0
+
+
+def handle_export(args: argparse.Namespace) -> int:
+    database = database_or_exit(settings_from(args))
+    try:
+        if args.out:
+            with open(args.out, "w", newline="", encoding="utf-8") as out:
+                count = export_csv(database, args.kind, out)
+        else:
+            count = export_csv(database, args.kind, sys.stdout)
+    finally:
+        database.dispose()
+    print(f"exported {count} {args.kind}", file=sys.stderr)
+    return 0

@@ -1,0 +1,196 @@
+"""CSV import and export: per-row errors, dry run, re-import changes nothing, round trip, CLI."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from app.cli import main
+from fleet import service
+from fleet.importer import ImportFileError, export_csv, import_csv, rows_to_csv
+from fleet.validation import iccid_for, imei_for
+from store.db import Database
+from store.tables.registry import installations, sims, terminals, vehicles
+
+CUSTOMERS = """code,name,kind,contact_name,phone
+ACME,Acme Logistics,company,Li Wei,13800000001
+SOLO,Wang Fang,individual,,13900000002
+"""
+
+
+def _vehicles() -> str:
+    return rows_to_csv(
+        "vehicles",
+        [
+            {"plate": "粤B10001", "vin": "LSVAU2180N2183294", "make": "Foton", "customer_code": "ACME"},
+            {"plate": "粤B10002", "customer_code": "ACME"},
+            {"plate": "粤B10003", "customer_code": "SOLO"},
+        ],
+    )
+
+
+def _units(bad_imei_row: bool = False) -> str:
+    rows = []
+    for n, plate in enumerate(["粤B10001", "粤B10002", "粤B10003"], start=1):
+        rows.append(
+            {
+                "device_id": imei_for(n),
+                "model": "GT-100",
+                "iccid": iccid_for(n),
+                "msisdn": f"1480000{n:04d}",
+                "plate": plate,
+                "valid_from": "2025-03-01T08:00:00Z",
+                "installed_by": "Zhang",
+            }
+        )
+    if bad_imei_row:
+        good = imei_for(9)
+        rows.insert(1, {**rows[0], "device_id": good[:-1] + str((int(good[-1]) + 1) % 10)})
+    return rows_to_csv("units", rows)
+
+
+def _load(database: Database, kind: str, text: str, **kwargs: object) -> object:
+    return import_csv(database, io.StringIO(text), kind, **kwargs)  # type: ignore[arg-type]
+
+
+def _count(database: Database, table: object) -> int:
+    with database.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def catalogue(database: Database) -> Database:
+    with database.engine.begin() as conn:
+        service.create_terminal_model(conn, name="GT-100", protocol="gt06", warranty_months=12)
+    return database
+
+
+def test_import_then_reimport_changes_nothing(catalogue: Database) -> None:
+    database = catalogue
+    first = [
+        _load(database, kind, text)
+        for kind, text in (("customers", CUSTOMERS), ("vehicles", _vehicles()), ("units", _units()))
+    ]
+    assert [(r.created, r.updated, r.unchanged, r.errors) for r in first] == [
+        (2, 0, 0, []),
+        (3, 0, 0, []),
+        (3, 0, 0, []),
+    ]
+    again = [
+        _load(database, kind, text)
+        for kind, text in (("customers", CUSTOMERS), ("vehicles", _vehicles()), ("units", _units()))
+    ]
+    assert [(r.created, r.updated, r.unchanged) for r in again] == [(0, 0, 2), (0, 0, 3), (0, 0, 3)]
+    assert _count(database, installations) == 3
+    with database.engine.connect() as conn:
+        terminal = service.terminal_by_device_id(conn, imei_for(1))
+        assert terminal["status"] == "installed"
+        assert service.sim_by_iccid(conn, iccid_for(1))["status"] == "active"
+        vehicle = service.vehicle_by_plate(conn, "粤B10003")
+        assert service.get_customer(conn, vehicle["customer_id"])["code"] == "SOLO"
+    changed = _load(database, "customers", CUSTOMERS.replace("13900000002", "13900000003"))
+    assert (changed.created, changed.updated, changed.unchanged) == (0, 1, 1)
+
+
+def test_invalid_rows_are_reported_and_the_others_import(catalogue: Database) -> None:
+    database = catalogue
+    _load(database, "customers", CUSTOMERS)
+    text = _vehicles().replace("LSVAU2180N2183294", "LSVAU2180N218329O") + "粤B10004,,,,,NOBODY,\n"
+    report = _load(database, "vehicles", text)
+    assert (report.created, report.failed) == (2, 2)
+    assert [(e.row, e.field) for e in report.errors] == [(2, "vin"), (5, "customer_code")]
+    assert "NOBODY" in report.errors[1].message
+    _load(database, "vehicles", _vehicles())
+    units = _load(database, "units", _units(bad_imei_row=True))
+    assert units.created == 3 and [(e.row, e.field) for e in units.errors] == [(3, "device_id")]
+    assert "Luhn" in units.errors[0].message
+    assert _count(database, terminals) == 3
+
+
+def test_dry_run_writes_nothing_but_reports(catalogue: Database) -> None:
+    database = catalogue
+    _load(database, "customers", CUSTOMERS)
+    _load(database, "vehicles", _vehicles())
+    report = _load(database, "units", _units(bad_imei_row=True), dry_run=True)
+    assert report.dry_run and report.created == 3 and report.failed == 1
+    assert (
+        _count(database, terminals) == 0
+        and _count(database, sims) == 0
+        and _count(database, installations) == 0
+    )
+
+
+def test_no_double_binding_through_import(catalogue: Database) -> None:
+    database = catalogue
+    _load(database, "customers", CUSTOMERS)
+    _load(database, "vehicles", _vehicles())
+    _load(database, "units", _units())
+    moved = rows_to_csv(
+        "installations",
+        [
+            {"device_id": imei_for(1), "plate": "粤B10002", "valid_from": "2025-04-01T00:00:00Z"},
+            {
+                "device_id": imei_for(2),
+                "iccid": iccid_for(1),
+                "plate": "粤B10002",
+                "valid_from": "2025-03-01T08:00:00Z",
+            },
+        ],
+    )
+    report = _load(database, "installations", moved)
+    assert [(e.row, e.field) for e in report.errors] == [(2, "device_id"), (3, "iccid")]
+    assert _count(database, installations) == 3
+
+
+def test_export_round_trip(catalogue: Database, tmp_path: Path) -> None:
+    database = catalogue
+    _load(database, "customers", CUSTOMERS)
+    _load(database, "vehicles", _vehicles())
+    _load(database, "units", _units())
+    with database.engine.begin() as conn:  # history with a closed installation and a SIM swap
+        service.swap_sim(conn, old_iccid=iccid_for(1), new_iccid=_new_sim(conn), performed_by="W", reason="r")
+    for kind in ("customers", "vehicles", "terminals", "sims", "installations", "units"):
+        out = io.StringIO()
+        count = export_csv(database, kind, out)
+        assert count >= 2
+        report = _load(database, kind, out.getvalue())
+        assert (report.created, report.updated, report.errors) == (0, 0, []), kind
+        assert report.unchanged == count
+
+
+def _new_sim(conn: object) -> str:
+    iccid = iccid_for(500)
+    service.create_sim(conn, iccid=iccid)  # type: ignore[arg-type]
+    return iccid
+
+
+def test_bad_header_is_refused_before_any_row(catalogue: Database) -> None:
+    with pytest.raises(ImportFileError, match="unknown column"):
+        _load(catalogue, "customers", "code,name,shoe_size\nA,B,44\n")
+    with pytest.raises(ImportFileError, match="lacks required"):
+        _load(catalogue, "vehicles", "plate\nX1\n")
+
+
+def test_cli_import_prints_summary_and_exits_1_on_bad_rows(
+    catalogue: Database, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = catalogue.url
+    customers = tmp_path / "customers.csv"
+    customers.write_text(CUSTOMERS + ",No Code,company\n", encoding="utf-8")
+    assert main(["fleet", "import", str(customers), "--kind", "customers", "--db", url, "--dry-run"]) == 1
+    out = capsys.readouterr()
+    assert "row 4: code: code is required" in out.err
+    assert "2 created" in out.out and "dry run" in out.out
+    assert _count(catalogue, vehicles) == 0
+    customers.write_text(CUSTOMERS, encoding="utf-8")
+    assert main(["fleet", "import", str(customers), "--kind", "customers", "--db", url]) == 0
+    assert main(["fleet", "import", str(customers), "--kind", "customers", "--db", url]) == 0
+    assert "0 created, 0 updated, 2 unchanged, 0 with errors" in capsys.readouterr().out
+    exported = tmp_path / "out.csv"
+    assert main(["fleet", "export", "--kind", "customers", "--out", str(exported), "--db", url]) == 0
+    assert (
+        exported.read_text(encoding="utf-8").splitlines()[1].startswith("ACME,Acme Logistics,company,Li Wei")
+    )
