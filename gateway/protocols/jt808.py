@@ -27,11 +27,13 @@ from gateway.protocols.base import (
     ReplyEvent,
     Split,
     UnsupportedMessage,
+    parse_tz,
 )
 from gateway.protocols.binary import BCD, ascii_text, bcd_encode, device_time, digits_of, to_device_clock
 from gateway.protocols.checksums import xor8
 
 FLAG = 0x7E
+CHINA_TIME = parse_tz("+08:00")  # the clock JT/T 808 terminals keep unless configured
 MAX_FRAME = 2048  # body length is 10 bits (1023) and escaping at most doubles it
 MIN_INNER = 13  # id, props, 6-byte phone, serial, checksum
 
@@ -44,6 +46,9 @@ AUTHENTICATE = 0x0102
 ATTRIBUTES = 0x0107
 LOCATION = 0x0200
 BATCH = 0x0704
+LOCATION_2 = 0x5501  # vendor: JT600-style binary location
+BLIND_LOCATION_2 = 0x5502  # vendor: the same, stored while offline
+VENDOR_LOCATIONS = frozenset({LOCATION_2, BLIND_LOCATION_2})
 PLATFORM_RESPONSE = 0x8001
 REGISTER_RESPONSE = 0x8100
 
@@ -186,7 +191,17 @@ def encode_frame(
 class Frame:
     """A JT/T 808 frame after unescaping and the checksum check."""
 
-    __slots__ = ("msg_id", "props", "version", "phone_bcd", "serial", "body", "packet", "checksum_ok")
+    __slots__ = (
+        "msg_id",
+        "props",
+        "version",
+        "phone_bcd",
+        "terminal_id",
+        "serial",
+        "body",
+        "packet",
+        "checksum_ok",
+    )
 
     def __init__(
         self,
@@ -203,14 +218,11 @@ class Frame:
         self.props = props
         self.version = version
         self.phone_bcd = phone_bcd
+        self.terminal_id = phone_id(phone_bcd)
         self.serial = serial
         self.body = body
         self.packet = packet
         self.checksum_ok = checksum_ok
-
-    @property
-    def terminal_id(self) -> str:
-        return phone_id(self.phone_bcd)
 
 
 def phone_id(phone_bcd: bytes) -> str:
@@ -246,6 +258,10 @@ def open_frame(frame: bytes, lenient: bool) -> Frame:
         version = None
         phone = inner[4:10]
         pos = 10
+    if msg_id in VENDOR_LOCATIONS:  # 1-byte serial; their declared length is unreliable
+        if len(inner) < pos + 2:
+            raise MalformedFrame("vendor header truncated")
+        return Frame(msg_id, props, version, phone, inner[pos], inner[pos + 1 : -1], None, checksum_ok)
     (serial,) = _U16.unpack_from(inner, pos)
     pos += 2
     packet = None
@@ -625,6 +641,69 @@ def _terminal_response(frame: Frame, ctx: DecodeContext) -> list[Message]:
     return [Message(MessageType.COMMAND_RESULT, frame.terminal_id, attributes=attrs)]
 
 
+def _vendor_location(frame: Frame, ctx: DecodeContext) -> list[Message]:
+    """0x5501/0x5502: a JT600 binary location (UTC), then signal, satellites, odometer,
+    battery, cell and the product's status and alarm words."""
+    body = frame.body
+    if len(body) < 34:
+        raise MalformedFrame("vendor location shorter than 34 bytes")
+    bcd = BCD
+    time = device_time(
+        2000 + bcd[body[2]], bcd[body[1]], bcd[body[0]], bcd[body[3]], bcd[body[4]], bcd[body[5]], UTC
+    )
+    lat_digits = body[6:10].hex()  # DDMMmmmm
+    lon_digits = body[10:15].hex()[:9]  # DDDMMmmmm, then a flag nibble
+    if not (lat_digits.isdigit() and lon_digits.isdigit()):
+        raise MalformedFrame("vendor location coordinates are not BCD")
+    flags = body[14] & 0x0F
+    lat = int(lat_digits[:2]) + int(lat_digits[2:]) / 600_000
+    lon = int(lon_digits[:3]) + int(lon_digits[3:]) / 600_000
+    if not flags & 0x02:
+        lat = -lat
+    if not flags & 0x04:
+        lon = -lon
+    rssi, satellites, odometer_km, battery, cid, lac, product, status, alarm = struct.unpack_from(
+        ">BBIBIHBHH", body, 17
+    )
+    attrs: dict[str, Any] = {
+        Attr.GSM_SIGNAL_RAW: rssi,
+        Attr.ODOMETER_M: odometer_km * 1000,
+        Attr.CELL: {"lac": lac, "cid": cid},
+        "jt808.product": product,
+        Attr.STATUS: status,
+    }
+    if battery == 0xAA:
+        attrs[Attr.CHARGING] = True
+    elif battery <= 100:
+        attrs[Attr.BATTERY_LEVEL] = battery
+    alarms: list[str] = []
+    if product in (1, 2) and alarm & 0x01:
+        alarms.append(Alarm.LOW_POWER)
+    elif product == 3:
+        attrs[Attr.BLOCKED] = bool(status & 0x20)
+        for bit, name in ((0x02, Alarm.LOW_POWER), (0x04, Alarm.VIBRATION), (0x08, Alarm.LOW_BATTERY)):
+            if alarm & bit:
+                alarms.append(name)
+    if frame.msg_id == BLIND_LOCATION_2:
+        attrs[Attr.ARCHIVED] = True
+    message = Message(
+        MessageType.POSITION,
+        frame.terminal_id,
+        time,
+        bool(flags & 0x01),
+        round(lat, 6),
+        round(lon, 6),
+        float(body[15]),
+        float(body[16] * 2 % 360),
+        None,
+        satellites,
+        None,
+        alarms,
+        attrs,
+    )
+    return [message]
+
+
 def _logout(frame: Frame, ctx: DecodeContext) -> list[Message]:
     return []
 
@@ -639,6 +718,8 @@ HANDLERS: dict[int, Handler] = {
     ATTRIBUTES: _attributes,
     LOCATION: _location,
     BATCH: _batch,
+    LOCATION_2: _vendor_location,
+    BLIND_LOCATION_2: _vendor_location,
 }
 # Terminal messages the platform acknowledges with 0x8001 (a response is not answered).
 ACKNOWLEDGED = frozenset({HEARTBEAT, LOGOUT, AUTHENTICATE, LOCATION, BATCH})
@@ -728,7 +809,7 @@ class Jt808Device(DeviceCodec):
     manufacturer = b"GPSFL"
     model = b"SIM-JT808"
 
-    def __init__(self, terminal_id: str, *, tz: Any = UTC, transport: str = "tcp") -> None:
+    def __init__(self, terminal_id: str, *, tz: Any = CHINA_TIME, transport: str = "tcp") -> None:
         super().__init__(terminal_id, tz=tz, transport=transport)
         self.phone_bcd = bcd_encode(terminal_id, 6 if self.version is None else 10)
         self._buffer = b""
