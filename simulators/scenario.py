@@ -371,6 +371,8 @@ def _timing(checker: _Checker, base: Timing, *, finish: bool = True) -> Timing:
     for key in _TIMING_KEYS:
         if key in ("max_retries", "batch_max", "buffer_max"):
             value = checker.integer(key, None, low=0 if key == "max_retries" else 1)
+        elif key == "interval_s":  # a tracker reports at most once a second (fix times are whole seconds)
+            value = checker.number(key, None, low=1.0)
         else:
             value = checker.number(key, None, strict=True)
         if value is not None:
@@ -553,6 +555,8 @@ def quick_scenario(
     """The scenario ``gpsfleet simulate --protocol P --terminals N ...`` stands for."""
     if protocol not in PROTOCOLS:
         raise ScenarioError(f"--protocol must be one of {', '.join(PROTOCOLS)}; got {protocol!r}")
+    if interval_s < 1.0:
+        raise ScenarioError("--interval must be at least 1 s: trackers report fix times in whole seconds")
     if transport not in PROTOCOL_TRANSPORTS[protocol]:
         raise ScenarioError(f"{protocol} terminals do not use {transport}")
     timing = Timing(interval_s=interval_s, heartbeat_s=heartbeat_s or max(60.0, interval_s * 2))

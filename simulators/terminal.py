@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class Timing:
     interval_s: float = 10.0  # one fix per interval
-    heartbeat_s: float = 60.0  # a heartbeat after this long without sending
+    heartbeat_s: float = 60.0  # a heartbeat (with the health readings) this often
     ack_timeout_s: float = 10.0  # retransmit when no acknowledgement within this
     max_retries: int = 3  # then the link is deemed dead: reconnect
     backoff_min_s: float = 1.0
@@ -125,6 +125,7 @@ class VirtualTerminal:
         self._next_connect = 0.0
         self._backoff = timing.backoff_min_s
         self._last_sent = 0.0
+        self._last_heartbeat = 0.0
         self._faults_counted = 0
         self._stopping = False
         self._connected_at = 0.0
@@ -170,7 +171,7 @@ class VirtualTerminal:
         if self.inflight is not None:
             times.append(self.inflight.deadline)
         elif self.ready:
-            times.append(self._last_sent + self.timing.heartbeat_s)
+            times.append(self._last_heartbeat + self.timing.heartbeat_s)
         return min(times)
 
     async def _sleep_until(self, when: float) -> None:
@@ -248,7 +249,7 @@ class VirtualTerminal:
         self.link = link
         self.stats.connects += 1
         self.stats.connected += 1
-        self._last_sent = self._connected_at = self._loop.time()
+        self._last_sent = self._connected_at = self._last_heartbeat = self._loop.time()
         handshake = self.codec.handshake()
         if handshake is None or not handshake.needs_ack:
             if handshake is not None:
@@ -325,14 +326,15 @@ class VirtualTerminal:
         if (
             self.inflight is None
             and self.link is not None
-            and now - self._last_sent >= self.timing.heartbeat_s
+            and now - self._last_heartbeat >= self.timing.heartbeat_s
         ):
+            # Trackers send their heartbeat on its own timer, positions or not: it carries
+            # the health readings (battery, signal) some protocols put nowhere else.
+            self._last_heartbeat = now
             attributes, _ = self.composer.health.attributes(self.faults, self.driver.state.ignition)
             heartbeat = self.codec.heartbeat(attributes)
             if heartbeat is not None:
                 self._send(heartbeat, "heartbeat", track=heartbeat.needs_ack)
-            else:
-                self._last_sent = now
 
     def _send_fixes(self) -> None:
         batch: list[Message] = []

@@ -105,3 +105,46 @@ class AckingServer:
             await self._server.wait_closed()
         if self._udp is not None:
             self._udp.close()
+
+
+PROTOCOL_NAMES = ("nmea", "jt808", "gt06", "teltonika", "h02", "gps103")
+
+
+def scenario_text(
+    protocol: str,
+    *,
+    transport: str = "tcp",
+    count: int = 2,
+    interval_s: float = 1.0,
+    ack_timeout_s: float = 0.6,
+    heartbeat_s: float = 30.0,
+    extra: str = "",
+) -> str:
+    """A small scenario for one protocol with test-fast timing."""
+    return f"""
+[scenario]
+name = "test {protocol} over {transport}"
+seed = 99
+ramp_s = 0.2
+
+[timing]
+interval_s = {interval_s}
+heartbeat_s = {heartbeat_s}
+ack_timeout_s = {ack_timeout_s}
+handshake_timeout_s = {ack_timeout_s}
+max_retries = 4
+backoff_min_s = 0.2
+backoff_max_s = 0.5
+
+[[routes]]
+name = "town"
+center = [31.2304, 121.4737]
+
+[[fleet]]
+name = "{protocol}"
+protocol = "{protocol}"
+transport = "{transport}"
+count = {count}
+route = "town"
+{extra}
+"""
