@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from alerts import router as alerts_router
 from api import health, metrics, tokens
 from core.settings import Settings
+from gateway import router as gateway_router
 from store.db import Database, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 ROUTERS: list[APIRouter] = [
     tokens.router,
     alerts_router.router,
+    gateway_router.router,
 ]
 
 OPERATIONS_ROUTERS: list[APIRouter] = [health.router, metrics.router]

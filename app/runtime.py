@@ -25,7 +25,7 @@ import logging
 import signal
 import socket
 from collections.abc import Callable, Coroutine, Iterator
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import uvicorn
 from fastapi import FastAPI
@@ -67,7 +67,15 @@ def build_components(
 
         disconnecting = [name for name, spec in PROTOCOLS.items() if spec.disconnects_between_reports]
         components.append(("alerts", AlertEngine(settings, database, disconnecting_protocols=disconnecting)))
-        # GATEWAY appends ("gateway", Gateway(..., hooks=components[-1][1])) here
+        from fleet.directory import TerminalDirectory
+        from gateway.hooks import GatewayHooks
+        from gateway.router import health_check
+        from gateway.server import Gateway
+
+        engine = cast(GatewayHooks, components[-1][1])  # the alert engine consumes the gateway's hooks
+        gateway = Gateway(settings, database, resolver=TerminalDirectory(database), hooks=engine)
+        app.state.health_checks.append(health_check(gateway))
+        components.append(("gateway", gateway))
     return components
 
 

@@ -69,7 +69,7 @@ class TcpLink(asyncio.Protocol):
         if refused is not None:
             metrics.CONNECTIONS_REFUSED.labels(refused).inc()
             log.warning("connection from %s refused: %s reached", self.remote, refused)
-            self.transport.abort()
+            transport.abort()  # type: ignore[attr-defined]
             return
         self._admitted = True
         self.receiver = self._factory(self, self.remote)
