@@ -41,7 +41,12 @@ def _describe(error: ErrorDetails) -> str:
 def database_or_exit(settings: Settings, *, migrate: bool = True) -> Database:
     """Open the configured database or exit 2 naming it (password masked). No fallback."""
     try:
-        return open_database(settings.db, pool_size=settings.store.pool_size, migrate=migrate)
+        return open_database(
+            settings.db,
+            pool_size=settings.store.pool_size,
+            migrate=migrate,
+            timescale=settings.store.timescale,
+        )
     except DatabaseUnavailable as exc:
         print(f"gpsfleet: {exc}", file=sys.stderr)
         raise SystemExit(2) from exc

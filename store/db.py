@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 
-from core.settings import mask_dsn
+from core.settings import TimescaleSettings, mask_dsn
 
 log = logging.getLogger(__name__)
 
@@ -65,22 +65,30 @@ class Database:
                 f"database {self.masked_url} is unreachable: {_first_line(exc)}"
             ) from exc
 
-    def migrate(self) -> list[int]:
-        """Apply pending schema migrations; returns the versions applied."""
+    def migrate(self, timescale: TimescaleSettings | None = None) -> list[int]:
+        """Apply pending schema migrations, then on PostgreSQL the TimescaleDB setup
+        (``store.timescale``); returns the versions applied."""
         from store.migrate import migrate
+        from store.timescale import apply_timescale
 
-        return migrate(self.engine)
+        applied = migrate(self.engine)
+        if self.is_postgres:
+            with self.engine.begin() as conn:
+                apply_timescale(conn, timescale or TimescaleSettings())
+        return applied
 
     def dispose(self) -> None:
         self.engine.dispose()
 
 
-def open_database(url: str, *, pool_size: int = 8, migrate: bool = True) -> Database:
+def open_database(
+    url: str, *, pool_size: int = 8, migrate: bool = True, timescale: TimescaleSettings | None = None
+) -> Database:
     """Open, check and (by default) migrate: what every command does at start."""
     database = Database(url, pool_size=pool_size)
     database.check()
     if migrate:
-        database.migrate()
+        database.migrate(timescale)
     return database
 
 
