@@ -405,13 +405,20 @@ def _gps_lbs(packet: Packet, ctx: DecodeContext) -> list[Message]:
     else:
         cell, pos = read_cell(content, 18)
     attrs[Attr.CELL] = cell
-    if protocol in (GPS_LBS_2, GPS_4G) and len(content) >= pos + 3:
+    extra = len(content) - pos
+    if extra in (3, 7) or (protocol in (GPS_LBS_2, GPS_4G) and extra >= 3):
+        # ACC, data upload mode, real-time/re-upload flag [, mileage]
         attrs[Attr.IGNITION] = content[pos] == 1
         attrs["gt06.upload_mode"] = content[pos + 1]
         if content[pos + 2] == 1:
             attrs[Attr.ARCHIVED] = True
-        if len(content) >= pos + 7:
+        if extra >= 7:
             attrs[Attr.ODOMETER_M] = int.from_bytes(content[pos + 3 : pos + 7], "big")
+    elif extra >= 5 and protocol == GPS_LBS and Attr.IGNITION not in attrs:
+        # variants append a status block; only its terminal information byte is certain
+        info = content[pos]
+        attrs[Attr.IGNITION] = bool(info & 0x02)
+        attrs[Attr.CHARGING] = bool(info & 0x04)
     return [message]
 
 
