@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from app.commands import bench, config, fleet, serve, simulate, token
+from app.commands import bench, config, decode, fleet, serve, simulate, token
 
 COMMANDS: list[ModuleType] = [
     serve,
@@ -12,5 +12,6 @@ COMMANDS: list[ModuleType] = [
     fleet,
     config,
     bench,
+    decode,
     simulate,
 ]

@@ -6,11 +6,13 @@ import argparse
 from types import ModuleType
 
 from benchmarks import fleet_import
+from benchmarks import decode as decode_bench
 from benchmarks import store as store_bench
 
 # Each module in ``benchmarks`` has register(subparsers); listed explicitly.
 BENCHMARKS: list[ModuleType] = [
     store_bench,
+    decode_bench,
     fleet_import,
 ]
 

@@ -217,8 +217,8 @@ class _Session:
         self.seen = 0
         self.emitted = False
         self.fix = Message(MessageType.POSITION)
-        self.tod: time | None = None
-        self.day: date | None = None
+        self.tod = ""  # hhmmss[.sss], converted once when the epoch is emitted
+        self.day: str | date = ""  # RMC's ddmmyy, or ZDA's date
         self.has_position = False
 
 
@@ -233,11 +233,23 @@ def _session(ctx: DecodeContext) -> _Session:
 
 
 def decode(frame: bytes, ctx: DecodeContext) -> Decoded:
-    line = frame.decode("latin-1").strip()
+    line = frame.decode("latin-1")
+    session = ctx.state.get("nmea") or _session(ctx)
+    out: list[Message] = []
+    if line[:1] == "$" and line[3:6] in _SENTENCES and not session.waiting:
+        # The hot path: a talker sentence on an identified (or not yet) session.
+        _sentence(line, ctx, session, out)
+        terminal_id = session.terminal_id or ctx.terminal_id
+        if terminal_id is None:
+            if out:
+                _hold(session, out)
+            return Decoded([], None, None)
+        for message in out:
+            message.terminal_id = terminal_id
+        return Decoded(out, None, None)
+    line = line.strip()
     if not line:
         raise MalformedFrame("empty line")
-    session = _session(ctx)
-    out: list[Message] = []
     announced: str | None = None
 
     dollar = line.find("$")
@@ -257,7 +269,9 @@ def decode(frame: bytes, ctx: DecodeContext) -> Decoded:
         line = ""
 
     changed = announced is not None and _identify(session, announced, ctx, out)
-    if line:
+    if line[3:6] in _SENTENCES:  # the common case: a standard talker sentence
+        _sentence(line, ctx, session, out)
+    elif line:
         head = line[1:6]
         handler = _VENDOR.get(head[:5]) or _VENDOR.get(head[:4])
         if handler is not None:
@@ -353,15 +367,20 @@ def _cut_checksum(line: str) -> tuple[str, str | None]:
 
 
 def _sentence(line: str, ctx: DecodeContext, session: _Session, out: list[Message]) -> None:
-    body, checksum = _cut_checksum(line)
+    if line[-3:-2] == "*" or "*" not in line:  # well-formed: pynmea2 reads it as it is
+        body = line
+    else:
+        body, checksum = _cut_checksum(line)
+        if checksum:
+            body = body + "*" + checksum
     checksum_ok = True
     try:
-        sentence = pynmea2.parse(body + "*" + checksum if checksum else body)
+        sentence = pynmea2.parse(body)
     except pynmea2.ChecksumError as exc:
         if not ctx.lenient:
             raise ChecksumError(str(exc.args[0][0]) if exc.args else "checksum does not match") from None
         checksum_ok = False
-        sentence = _parse(body)
+        sentence = _parse(body[: body.rfind("*")])
     except pynmea2.SentenceTypeError:
         raise UnsupportedMessage(f"sentence {body[1:6]!r}") from None
     except pynmea2.ParseError:
@@ -426,9 +445,12 @@ def _complete(session: _Session, kind: int, ctx: DecodeContext, out: list[Messag
 
 def _finish(session: _Session, ctx: DecodeContext) -> Message:
     fix = session.fix
-    tod = session.tod or time(0)
-    if session.day is not None:
-        fix.time = datetime.combine(session.day, tod, UTC)
+    tod = time_of_day(session.tod) if session.tod else time(0)
+    day = session.day
+    if isinstance(day, str) and day:
+        day = day_month_year(day)
+    if day:
+        fix.time = datetime.combine(day, tod, UTC)  # type: ignore[arg-type]
     else:
         fix.time = nearest_day(tod, _now(ctx))
     message = Message(
@@ -449,6 +471,25 @@ def _finish(session: _Session, ctx: DecodeContext) -> Message:
     return message
 
 
+def _checked_time(text: str) -> str:
+    """A cheap check of ``hhmmss[.sss]``: the conversion waits for the epoch's end."""
+    if len(text) < 6 or not text[:6].isdigit() or text[:2] > "23" or text[2:4] > "59" or text[4:6] > "60":
+        raise MalformedFrame(f"bad time of day {text!r}")
+    return text
+
+
+def _checked_day(text: str) -> str:
+    """A cheap check of ``ddmmyy``; impossible days (31 April) fail when converted."""
+    if (
+        len(text) != 6
+        or not text.isdigit()
+        or not ("01" <= text[:2] <= "31")
+        or not ("01" <= text[2:4] <= "12")
+    ):
+        raise MalformedFrame(f"bad date {text!r}")
+    return text
+
+
 def _position(session: _Session, lat: str, ns: str, lon: str, ew: str) -> None:
     if session.has_position or not lat or not lon:
         return
@@ -465,9 +506,9 @@ def _rmc(data: list[str], ctx: DecodeContext, session: _Session, out: list[Messa
         raise MalformedFrame(f"RMC with {len(data)} fields")
     _enter(session, _epoch_key(data[0]), _RMC, ctx, out)
     if data[0]:
-        session.tod = time_of_day(data[0])
+        session.tod = _checked_time(data[0])
     if data[8]:
-        session.day = day_month_year(data[8])
+        session.day = _checked_day(data[8])
     fix = session.fix
     fix.valid = data[1] == "A" and (len(data) < 12 or data[11] != "N")
     session.has_position = False  # RMC's coordinates win over GGA/GLL's
@@ -485,8 +526,8 @@ def _gga(data: list[str], ctx: DecodeContext, session: _Session, out: list[Messa
     if len(data) < 9:
         raise MalformedFrame(f"GGA with {len(data)} fields")
     _enter(session, _epoch_key(data[0]), _GGA, ctx, out)
-    if data[0] and session.tod is None:
-        session.tod = time_of_day(data[0])
+    if data[0] and not session.tod:
+        session.tod = _checked_time(data[0])
     fix = session.fix
     _position(session, data[1], data[2], data[3], data[4])
     quality = data[5]
@@ -510,8 +551,8 @@ def _gll(data: list[str], ctx: DecodeContext, session: _Session, out: list[Messa
     if len(data) < 6:
         raise MalformedFrame(f"GLL with {len(data)} fields")
     _enter(session, _epoch_key(data[4]), _GLL, ctx, out)
-    if data[4] and session.tod is None:
-        session.tod = time_of_day(data[4])
+    if data[4] and not session.tod:
+        session.tod = _checked_time(data[4])
     _position(session, data[0], data[1], data[2], data[3])
     if session.fix.valid is None:
         session.fix.valid = data[5] == "A" and (len(data) < 7 or data[6] != "N")
@@ -553,8 +594,8 @@ def _zda(data: list[str], ctx: DecodeContext, session: _Session, out: list[Messa
     if len(data) < 4 or not data[0] or not data[3]:
         return
     _enter(session, _epoch_key(data[0]), 0, ctx, out)
-    if session.tod is None:
-        session.tod = time_of_day(data[0])
+    if not session.tod:
+        session.tod = _checked_time(data[0])
     try:
         session.day = date(int(data[3]), int(data[2]), int(data[1]))
     except ValueError:
