@@ -183,7 +183,6 @@ def _note(body: QuarantineNote | None, row: Any) -> str | None:
     return body.note if body is not None and body.note is not None else row.note
 
 
-
 # --------------------------------------------------------------------------- hex log
 
 

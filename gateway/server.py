@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from core.settings import ProtocolSettings, Settings
 from gateway import metrics
+from gateway.deadletter import dead_letter_row, insert_dead_letter
 from gateway.hexlog import HexLog, load_switches
 from gateway.hooks import GatewayHooks, NullHooks, TerminalResolver, call_hook
 from gateway.pipeline import Plausibility, TerminalCache
@@ -218,9 +219,17 @@ class Gateway:
             datagram=True,
         )
 
-    def _dead_letter(self, row: dict[str, Any]) -> asyncio.Future[object]:
-        from gateway.transports.mqtt import insert_dead_letter
-
+    def _dead_letter(
+        self,
+        topic: str,
+        payload: bytes,
+        kind: str,
+        reason: str,
+        protocol: str | None,
+        terminal_id: str | None,
+    ) -> asyncio.Future[object]:
+        row = dead_letter_row(topic, payload, kind, reason, protocol, terminal_id)
+        log.warning("MQTT dead letter on %s (%s): %s; payload %s", topic, kind, reason, payload[:256].hex())
         return self.cache.run_blocking(lambda: insert_dead_letter(self.database, row))
 
     def _claim(self, session: Session) -> None:

@@ -147,6 +147,7 @@ class Session:
             self.framer.garbage_bytes = 0
         if not frames:
             if token is not None:
+                self._undecodable(data, "framing", "no whole frame in the message", token)
                 self._replies.append(_Pending(self, None, token, True, self.device_id))
                 self.flush_replies()
             return
@@ -159,7 +160,7 @@ class Session:
     def _process(self) -> None:
         while self._inbox and not self.closed:
             frame, token, received_at = self._inbox.popleft()
-            decoded = self._decode(frame, received_at)
+            decoded = self._decode(frame, received_at, token)
             if decoded is None:
                 self._done_without_reply(token)
                 continue
@@ -172,15 +173,23 @@ class Session:
                 decoded = self._apply(cached, frame, received_at, decoded)
             self._handle(frame, token, received_at, decoded, device_id)
 
-    def _decode(self, frame: bytes, received_at: datetime) -> Decoded | None:
+    def _decode(self, frame: bytes, received_at: datetime, token: Any = None) -> Decoded | None:
         self.context.received_at = received_at
         try:
             return self.spec.decode(frame, self.context)
         except ProtocolError as exc:
             self._decode_failed(frame, exc.kind, str(exc), received_at)
+            self._undecodable(frame, exc.kind, str(exc), token)
         except Exception as exc:  # a decoder bug must not end the session
             self._decode_failed(frame, "internal", f"{type(exc).__name__}: {exc}", received_at)
+            self._undecodable(frame, "internal", f"{type(exc).__name__}: {exc}", token)
         return None
+
+    def _undecodable(self, frame: bytes, kind: str, reason: str, token: Any) -> None:
+        """Links that keep what they cannot deliver (MQTT dead letters) get the frame."""
+        keep = getattr(self.link, "undecodable", None)
+        if keep is not None:
+            keep(frame, kind, reason, token)
 
     def _decode_failed(self, frame: bytes, kind: str, reason: str, at: datetime) -> None:
         metrics.DECODE_ERRORS.labels(self.protocol, kind).inc()
