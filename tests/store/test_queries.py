@@ -7,7 +7,7 @@ import csv
 import io
 import json
 import xml.etree.ElementTree as ET
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -65,7 +65,7 @@ def test_latest_positions_of_every_terminal_or_of_some(database: Database) -> No
 def test_a_track_is_paged_by_cursor_without_gaps_or_repeats(database: Database) -> None:
     write(database, *[position("A", s) for s in range(0, 250, 10)], position("B", 5))
     write(database, position("A", 15, flags=Flag.JUMP))
-    seen = []
+    seen: list[datetime] = []
     after = None
     with database.engine.connect() as conn:
         while True:
