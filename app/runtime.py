@@ -10,8 +10,8 @@ they are stopped in reverse order.  When a component has a ``health_check`` attr
 callable returning ``api.health.Check``) it joins ``/health``; put the handle in
 ``app.state.services[name]`` so routers can reach it.
 
-Lifecycle: migrate (done by the command) → start components in order → bind the API socket
-→ serve.  SIGTERM or SIGINT: stop components in reverse (the gateway drains first, then
+Lifecycle: migrate (done by the command) → bind the API socket → start components in
+order → serve.  SIGTERM or SIGINT: stop components in reverse (the gateway drains first, then
 the alert engine), then the API finishes its in-flight requests; exit 0.  A second signal
 stops waiting and exits 1.  Role "gateway" still serves /health and /metrics (no domain
 routers), so a gateway-only process can be probed and scraped.
@@ -124,16 +124,18 @@ class Runtime:
         self.api_port: int | None = None
 
     async def start(self) -> None:
+        # The API port first: when it is taken, fail before the gateway accepts any terminal.
+        sock = _listen_socket(self.settings.api_host, self.settings.api_port)
+        self.api_port = int(sock.getsockname()[1])
         for name, component in self.components:
             log.info("starting %s", name)
             try:
                 await component.start()
             except Exception as exc:
+                sock.close()
                 await self.stop()
                 raise StartupError(f"{name} failed to start: {exc}") from exc
             self._started.append((name, component))
-        sock = _listen_socket(self.settings.api_host, self.settings.api_port)
-        self.api_port = int(sock.getsockname()[1])
         config = uvicorn.Config(
             self.app,
             log_config=None,

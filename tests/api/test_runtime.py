@@ -9,7 +9,7 @@ import pytest
 
 from api.auth import create_token
 from api.health import Check
-from app.runtime import Component, Runtime, StartupError
+from app.runtime import Component, Runtime, StartupError, build_components
 from core.settings import Settings
 from store.db import Database
 
@@ -75,3 +75,9 @@ def test_a_component_that_fails_to_start_stops_the_others(database: Database) ->
     with pytest.raises(StartupError, match="gateway failed to start: port 5023 taken"):
         asyncio.run(scenario())
     assert journal == ["start alerts", "start gateway", "stop alerts"]
+
+
+def test_role_api_runs_no_components(database: Database) -> None:
+    runtime = Runtime(Settings(db=database.url, api_port=0), database, "api")
+    assert runtime.components == [] and runtime.app.state.health_checks == []
+    assert build_components(runtime.settings, database, runtime.app, "api") == []

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from api.auth import create_token
+from core.settings import Settings
 from store.db import open_database
 from tests.api.support import GPSFLEET, clean_env, gpsfleet
 from tests.services import free_port
@@ -23,6 +24,16 @@ def _token(db_url: str, role: str = "noc") -> str:
         return create_token(database.engine, role=role).token
     finally:
         database.dispose()
+
+
+def _free_gateway_ports() -> dict[str, str]:
+    """Every protocol listener on a port the OS picks (0), so tests never collide."""
+    variables = {}
+    for name, protocol in Settings().gateway.protocols.items():
+        variables[f"GPSFLEET_GATEWAY__PROTOCOLS__{name.upper()}__PORT"] = "0"
+        if protocol.udp_port is not None:
+            variables[f"GPSFLEET_GATEWAY__PROTOCOLS__{name.upper()}__UDP_PORT"] = "0"
+    return variables
 
 
 def _wait_healthy(process: subprocess.Popen[str], port: int, token: str) -> httpx.Response:
@@ -55,8 +66,8 @@ def test_serve_answers_health_and_stops_on_sigterm(db_url: str, tmp_path: Path) 
     token = _token(db_url)
     port = free_port()
     process = subprocess.Popen(
-        [GPSFLEET, "serve", "--db", db_url, "--api-port", str(port), "--role", "api"],
-        env=clean_env(),
+        [GPSFLEET, "serve", "--db", db_url, "--api-port", str(port)],  # role "all": API, gateway, alerts
+        env=clean_env(GPSFLEET_DATA_DIR=str(tmp_path / "data"), **_free_gateway_ports()),
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -64,8 +75,10 @@ def test_serve_answers_health_and_stops_on_sigterm(db_url: str, tmp_path: Path) 
     )
     try:
         response = _wait_healthy(process, port, token)
-        assert response.status_code == 200
-        assert response.json()["checks"]["database"]["ok"] is True
+        assert response.status_code == 200, response.text
+        checks = response.json()["checks"]
+        assert checks["database"]["ok"] is True
+        assert {"gateway", "alerts"} <= set(checks), checks
         assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 401
     finally:
         returncode, err = _stop(process)
@@ -78,7 +91,14 @@ def test_serve_answers_health_and_stops_on_sigterm(db_url: str, tmp_path: Path) 
 def test_serve_takes_its_database_and_port_from_the_environment(sqlite_url: str, tmp_path: Path) -> None:
     token = _token(sqlite_url)
     port = free_port()
-    env = clean_env(GPSFLEET_DB=sqlite_url, GPSFLEET_API_PORT=str(port), GPSFLEET_ROLE="gateway")
+    env = clean_env(
+        GPSFLEET_DB=sqlite_url,
+        GPSFLEET_API_PORT=str(port),
+        GPSFLEET_ROLE="gateway",
+        GPSFLEET_DATA_DIR=str(tmp_path / "data"),
+        GPSFLEET_GATEWAY__HOST="127.0.0.1",
+        **_free_gateway_ports(),
+    )
     process = subprocess.Popen(
         [GPSFLEET, "serve"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -92,7 +112,8 @@ def test_serve_takes_its_database_and_port_from_the_environment(sqlite_url: str,
     finally:
         returncode, err = _stop(process)
     assert returncode == 0, err
-    assert not (tmp_path / "var").exists()  # the configured database, not the default one
+    assert not (tmp_path / "var" / "gpsfleet.db").exists()  # the configured database, not the default
+    assert "starting gateway" in err and "stopping gateway" in err
 
 
 def test_unreachable_postgresql_exits_naming_the_masked_dsn(tmp_path: Path) -> None:
@@ -115,3 +136,4 @@ def test_a_taken_port_is_a_clear_error(sqlite_url: str, tmp_path: Path) -> None:
         result = gpsfleet("serve", "--db", sqlite_url, "--api-port", str(port), cwd=tmp_path)
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "starting gateway" not in result.stderr  # refused before any terminal could connect
