@@ -20,8 +20,10 @@ from sqlalchemy.exc import DBAPIError
 from alerts import router as alerts_router
 from api import health, metrics, positions, tokens
 from core.settings import Settings
+from fleet import router as fleet_router
 from gateway import router as gateway_router
 from store.db import Database, DatabaseUnavailable
+from warranty import router as warranty_router
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,8 @@ ROUTERS: list[APIRouter] = [
     positions.router,
     alerts_router.router,
     gateway_router.router,
+    fleet_router.router,
+    warranty_router.router,
 ]
 
 OPERATIONS_ROUTERS: list[APIRouter] = [health.router, metrics.router]
