@@ -21,6 +21,7 @@ KMH = 1 / 3.6  # km/h to m/s
 MAX_ACCEL_MS2 = 2.0
 MAX_BRAKE_MS2 = 3.5
 MAX_LATERAL_MS2 = 2.5  # sets the speed at which a turn can be taken
+BLIP_CHANCE = 0.003  # a report without a fix under a bridge: brief, so no "no fix" fault
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,9 +339,9 @@ class GnssFix:
 
 
 class GnssReceiver:
-    """Satellites in view wander between open-sky and urban-canyon counts; HDOP follows
-    them; the reported position is the true one plus noise that grows with HDOP.  Under
-    four satellites there is no fix and the last fix is repeated, flagged invalid."""
+    """Satellites in view wander between urban-canyon and open-sky counts; HDOP follows
+    them; the reported position is the true one plus noise that grows with HDOP.  Now and
+    then one report has no fix (a bridge overhead): the last fix repeated, flagged invalid."""
 
     def __init__(self, rng: random.Random, *, altitude_m: float = 40.0, open_sky: bool = True) -> None:
         self.rng = rng
@@ -349,14 +350,10 @@ class GnssReceiver:
         self.last_valid: GnssFix | None = None
 
     def read(self, truth: Kinematics, time: datetime) -> GnssFix:
-        self.satellites = max(0, min(20, self.satellites + self.rng.choice((-1, 0, 0, 0, 1))))
-        if self.rng.random() < 0.01:  # an overpass or a tunnel
-            self.satellites = self.rng.randint(0, 3)
-        elif self.satellites < 5 and self.rng.random() < 0.3:
-            self.satellites += 3
-        hdop = round(max(0.6, 0.5 + 6.0 / max(self.satellites, 1) + self.rng.uniform(-0.2, 0.4)), 1)
-        if self.satellites < 4:
-            return self.no_fix(time, truth)
+        self.satellites = max(5, min(16, self.satellites + self.rng.choice((-1, 0, 0, 0, 1))))
+        if self.rng.random() < BLIP_CHANCE:  # an overpass or a short tunnel: one report without a fix
+            return self.no_fix(time, truth, satellites=self.rng.randint(0, 3))
+        hdop = round(max(0.6, 0.5 + 6.0 / self.satellites + self.rng.uniform(-0.2, 0.4)), 1)
         sigma = 1.5 * hdop
         position = offset(truth.position, self.rng.gauss(0, sigma), self.rng.gauss(0, sigma))
         speed = max(0.0, truth.speed_kmh + self.rng.gauss(0, 0.6)) if truth.speed_kmh > 1 else 0.0

@@ -121,9 +121,9 @@ class FleetRunner:
         self._stop = asyncio.Event()
         self._local_hosts = itertools.cycle(endpoints.local_hosts) if endpoints.local_hosts else None
         self.peak_connected = 0
-        self._check()
 
-    def _check(self) -> None:
+    def check(self) -> None:
+        """Raise ``RunnerError`` when a group cannot run against the endpoints (run() checks too)."""
         for group in self.scenario.fleet:
             spec = PROTOCOLS.get(group.protocol)
             if spec is None:
@@ -212,6 +212,7 @@ class FleetRunner:
         progress_every_s: float = 1.0,
     ) -> RunResult:
         """Run until ``duration_s`` (default: the scenario's) passes or ``stop()`` is called."""
+        self.check()
         raise_open_files_limit()
         self.prepare()
         self.terminals = [self._build(plan) for plan in self.plans]

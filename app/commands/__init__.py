@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from app.commands import bench, config, decode, fleet, serve, simulate, token
+from app.commands import bench, config, decode, demo, fleet, serve, simulate, token
 
 COMMANDS: list[ModuleType] = [
     serve,
@@ -14,4 +14,5 @@ COMMANDS: list[ModuleType] = [
     bench,
     decode,
     simulate,
+    demo,
 ]

@@ -18,7 +18,7 @@ import contextlib
 import json
 import signal
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +182,26 @@ def drill_report(settings: Settings, database: Any, runner: FleetRunner) -> Dril
     return evaluate(expected, found_alerts, found_tickets)
 
 
+async def run_drill(
+    runner: FleetRunner, duration_s: float, check: Callable[[], DrillReport], wait_s: float
+) -> tuple[RunResult, DrillReport]:
+    """Run a drill for ``duration_s``, then keep the fleet running (so healthy terminals stay
+    online) while polling ``check`` for up to ``wait_s`` until every expectation is met."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.create_task(runner.run(duration_s=None, progress=sys.stderr))
+    try:
+        await asyncio.wait({task}, timeout=duration_s)
+        deadline = loop.time() + wait_s
+        report = await asyncio.to_thread(check)
+        while not report.ok and loop.time() < deadline and not task.done():
+            await asyncio.wait({task}, timeout=2.0)
+            report = await asyncio.to_thread(check)
+    finally:
+        runner.stop()
+        result = await task
+    return result, report
+
+
 async def run_until_signalled(runner: FleetRunner, duration_s: float | None) -> RunResult:
     """Run the fleet; SIGINT/SIGTERM stop it cleanly (terminals drop their links, totals print)."""
     loop = asyncio.get_running_loop()
@@ -215,6 +235,7 @@ def run(args: argparse.Namespace) -> int:
             scenario, settings, target_url=target_url, host=args.host, local_hosts=local_hosts
         )
         runner = FleetRunner(scenario, endpoints)
+        runner.check()
     except (ScenarioError, RunnerError, ValueError) as exc:
         print(f"gpsfleet simulate: {exc}", file=sys.stderr)
         return 2
@@ -241,20 +262,25 @@ def run(args: argparse.Namespace) -> int:
         f"simulating {scenario.terminal_count} terminals ({scenario.name}) from {scenario.source}; Ctrl-C stops",
         file=sys.stderr,
     )
+    status = 0
     try:
-        result: RunResult = run_blocking(run_until_signalled(runner, args.duration))
+        if scenario.drill and database is not None:
+            drill_db = database
+            result, report = run_blocking(
+                run_drill(
+                    runner,
+                    args.duration or scenario.duration_s or 60.0,
+                    lambda: drill_report(settings, drill_db, runner),
+                    args.drill_wait,
+                )
+            )
+            print(format_table(report))
+            status = 0 if report.ok else 1
+        else:
+            result = run_blocking(run_until_signalled(runner, args.duration))
     finally:
         runner.close()
     print(format_summary(result), file=sys.stderr)
-    status = 0
-    if scenario.drill and database is not None:
-        report = drill_report(settings, database, runner)
-        deadline = time.monotonic() + args.drill_wait
-        while not report.ok and time.monotonic() < deadline:  # the alert engine runs on a timer
-            time.sleep(2)
-            report = drill_report(settings, database, runner)
-        print(format_table(report))
-        status = 0 if report.ok else 1
     if args.json:
         print(
             json.dumps(
