@@ -6,8 +6,11 @@ decode paths free of per-byte Python work.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, tzinfo
+from typing import Any
 
+from core.messages import Message, MessageType
 from gateway.protocols.base import MalformedFrame
 
 # BCD byte -> its two-digit value; a nibble above 9 maps to a value no date field accepts,
@@ -65,3 +68,15 @@ def digits_of(data: bytes) -> str:
 def ascii_text(data: bytes) -> str:
     """A fixed-width text field: NUL and space padding removed, undecodable bytes replaced."""
     return data.split(b"\x00", 1)[0].decode("ascii", "replace").strip()
+
+
+def report_without_fix(terminal_id: str, attributes: Mapping[str, Any], alarms: list[str]) -> Message:
+    """What a terminal reports, now, when it has no fix: its alarms and IO state."""
+    return Message(
+        MessageType.STATUS,
+        terminal_id,
+        datetime.now(UTC),
+        valid=False,
+        alarms=list(alarms),
+        attributes=dict(attributes),
+    )

@@ -29,7 +29,15 @@ from gateway.protocols.base import (
     UnsupportedMessage,
     parse_tz,
 )
-from gateway.protocols.binary import BCD, ascii_text, bcd_encode, device_time, digits_of, to_device_clock
+from gateway.protocols.binary import (
+    BCD,
+    ascii_text,
+    bcd_encode,
+    device_time,
+    digits_of,
+    report_without_fix,
+    to_device_clock,
+)
 from gateway.protocols.checksums import xor8
 
 FLAG = 0x7E
@@ -851,15 +859,7 @@ class Jt808Device(DeviceCodec):
 
     def status(self, attributes: Mapping[str, Any], alarms: list[str]) -> Outgoing:
         """A location report without a fix: what terminals send when GNSS is lost."""
-        message = Message(
-            MessageType.STATUS,
-            self.terminal_id,
-            datetime.now(UTC),
-            valid=False,
-            alarms=list(alarms),
-            attributes=dict(attributes),
-        )
-        return self.position(message)
+        return self.position(report_without_fix(self.terminal_id, attributes, alarms))
 
     def on_reply(self, data: bytes) -> ReplyEvent:
         event = ReplyEvent()

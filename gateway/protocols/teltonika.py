@@ -29,6 +29,7 @@ from gateway.protocols.base import (
     Split,
     UnsupportedMessage,
 )
+from gateway.protocols.binary import report_without_fix
 from gateway.protocols.checksums import crc16_ibm
 
 MAX_DATA = 16 * 1024  # larger AVL packets are not Teltonika's: resync
@@ -604,15 +605,7 @@ class TeltonikaDevice(DeviceCodec):
 
     def status(self, attributes: Mapping[str, Any], alarms: list[str]) -> Outgoing:
         """A record without a fix (no satellites, zero coordinates) carrying the IO state."""
-        message = Message(
-            MessageType.STATUS,
-            self.terminal_id,
-            datetime.now(UTC),
-            valid=False,
-            alarms=list(alarms),
-            attributes=dict(attributes),
-        )
-        return self._packet([message])
+        return self._packet([report_without_fix(self.terminal_id, attributes, alarms)])
 
     def on_reply(self, data: bytes) -> ReplyEvent:
         event = ReplyEvent()
