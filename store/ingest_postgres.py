@@ -17,27 +17,17 @@ from psycopg import Connection, Cursor, postgres
 from psycopg.adapt import Dumper, PyFormat
 from psycopg.pq import Format
 
-from store.ingest_prepare import STATE_COLUMNS, dump_json, state_rows, state_upsert_sql
+from store.ingest_prepare import (
+    EVENT_COLUMNS,
+    POSITION_COLUMNS,
+    STATE_COLUMNS,
+    dump_json,
+    state_rows,
+    state_upsert_sql,
+)
 from store.records import IngestBatch, WriteResult
 
-POSITION_COLUMNS = (
-    "terminal_id",
-    "fix_time",
-    "received_at",
-    "lat",
-    "lon",
-    "altitude_m",
-    "speed_kmh",
-    "course",
-    "satellites",
-    "hdop",
-    "valid",
-    "protocol",
-    "alarms",
-    "attributes",
-    "raw",
-    "flags",
-)
+# binary COPY types, in the order of ingest_prepare.POSITION_COLUMNS / EVENT_COLUMNS
 POSITION_TYPES = (
     "text",
     "timestamptz",
@@ -56,7 +46,6 @@ POSITION_TYPES = (
     "bytea",
     "int4",
 )
-EVENT_COLUMNS = ("terminal_id", "time", "type", "received_at", "protocol", "alarms", "attributes", "raw")
 EVENT_TYPES = ("text", "timestamptz", "text", "timestamptz", "text", "jsonb", "jsonb", "bytea")
 STATE_TYPES = (
     "text",  # terminal_id

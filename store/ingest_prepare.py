@@ -119,6 +119,26 @@ HEALTH_COLUMNS: dict[str, Callable[[Any], Any]] = {
     Attr.FIRMWARE: _as_text,
 }
 
+# Column order of the rows both backends build (their tuple builders follow it).
+POSITION_COLUMNS = (
+    "terminal_id",
+    "fix_time",
+    "received_at",
+    "lat",
+    "lon",
+    "altitude_m",
+    "speed_kmh",
+    "course",
+    "satellites",
+    "hdop",
+    "valid",
+    "protocol",
+    "alarms",
+    "attributes",
+    "raw",
+    "flags",
+)
+EVENT_COLUMNS = ("terminal_id", "time", "type", "received_at", "protocol", "alarms", "attributes", "raw")
 FIX_COLUMNS = (
     "fix_time",
     "fix_received_at",

@@ -10,21 +10,26 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from store.ingest_prepare import STATE_COLUMNS, dump_json_text, state_rows, state_upsert_sql
+from store.ingest_prepare import (
+    EVENT_COLUMNS,
+    POSITION_COLUMNS,
+    STATE_COLUMNS,
+    dump_json_text,
+    state_rows,
+    state_upsert_sql,
+)
 from store.records import IngestBatch, WriteResult
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
-_INSERT_POSITIONS = (
-    "INSERT OR IGNORE INTO positions (terminal_id, fix_time, received_at, lat, lon, altitude_m, "
-    "speed_kmh, course, satellites, hdop, valid, protocol, alarms, attributes, raw, flags) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_INSERT_EVENTS = (
-    "INSERT OR IGNORE INTO events (terminal_id, time, type, received_at, protocol, alarms, "
-    "attributes, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
+
+def _insert_or_ignore(table: str, columns: tuple[str, ...]) -> str:
+    return f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
+_INSERT_POSITIONS = _insert_or_ignore("positions", POSITION_COLUMNS)
+_INSERT_EVENTS = _insert_or_ignore("events", EVENT_COLUMNS)
 _UPSERT_STATE = state_upsert_sql(
     f"VALUES ({', '.join('?' * len(STATE_COLUMNS))})",
     min_time=str(-(1 << 62)),

@@ -238,43 +238,21 @@ def decode_cursor(cursor: str) -> datetime:
 
 
 def _point(row: Row[Any]) -> TrackPoint:
-    return TrackPoint(
-        terminal_id=row.terminal_id,
-        fix_time=row.fix_time,
-        received_at=row.received_at,
-        lat=row.lat,
-        lon=row.lon,
-        altitude_m=row.altitude_m,
-        speed_kmh=row.speed_kmh,
-        course=row.course,
-        satellites=row.satellites,
-        hdop=row.hdop,
-        valid=bool(row.valid),
-        protocol=row.protocol,
-        flags=row.flags,
-        alarms=row.alarms or [],
-        attributes=row.attributes or {},
-    )
+    values = dict(row._mapping)
+    values.update(valid=bool(row.valid), alarms=row.alarms or [], attributes=row.attributes or {})
+    return TrackPoint(**values)
+
+
+_STATE_FIELDS = {f for f in TerminalState.__dataclass_fields__ if f != "health"}
 
 
 def _state(row: Row[Any]) -> TerminalState:
     values = row._mapping
-    return TerminalState(
-        terminal_id=row.terminal_id,
-        protocol=row.protocol,
-        last_seen=row.last_seen,
-        fix_time=row.fix_time,
-        fix_received_at=row.fix_received_at,
-        lat=row.lat,
-        lon=row.lon,
-        altitude_m=row.altitude_m,
-        speed_kmh=row.speed_kmh,
-        course=row.course,
-        satellites=row.satellites,
-        hdop=row.hdop,
+    fields = {name: values[name] for name in _STATE_FIELDS}
+    fields.update(
         valid=None if row.valid is None else bool(row.valid),
-        health={key: values[key] for key in HEALTH_ATTRIBUTES if values[key] is not None},
         attributes=row.attributes or {},
         alarms=row.alarms or [],
-        alarms_time=row.alarms_time,
+        health={key: values[key] for key in HEALTH_ATTRIBUTES if values[key] is not None},
     )
+    return TerminalState(**fields)
