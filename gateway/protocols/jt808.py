@@ -237,6 +237,8 @@ def phone_id(phone_bcd: bytes) -> str:
     """The terminal id: the phone digits; a 2019 20-digit phone that is a zero-padded
     12-digit one gives the 12 digits, so a terminal keeps its id across versions."""
     digits = phone_bcd.hex()
+    if len(digits) == 12:
+        return digits
     if len(digits) > 12 and not digits[:-12].strip("0"):
         return digits[-12:]
     return digits
@@ -252,7 +254,7 @@ def open_frame(frame: bytes, lenient: bool) -> Frame:
         inner = unescape(inner)
         if len(inner) < MIN_INNER:
             raise MalformedFrame("frame too short after unescaping")
-    checksum_ok = xor8(inner[:-1]) == inner[-1]
+    checksum_ok = not xor8(inner)  # the XOR of data and check code is 0 when they agree
     if not checksum_ok and not lenient:
         raise ChecksumError(f"xor {xor8(inner[:-1]):02x} != {inner[-1]:02x}")
     msg_id, props = _HEAD.unpack_from(inner)
@@ -287,11 +289,6 @@ def open_frame(frame: bytes, lenient: bool) -> Frame:
 # --------------------------------------------------------------------------- location
 
 
-def _item_odometer(value: bytes, attrs: dict[str, Any], alarms: list[str]) -> None:
-    if len(value) == 4:
-        attrs[Attr.ODOMETER_M] = _U32.unpack(value)[0] * 100
-
-
 def _item_fuel(value: bytes, attrs: dict[str, Any], alarms: list[str]) -> None:
     if len(value) == 2:
         attrs[Attr.FUEL] = _U16.unpack(value)[0] / 10
@@ -300,19 +297,6 @@ def _item_fuel(value: bytes, attrs: dict[str, Any], alarms: list[str]) -> None:
 def _item_tachograph_speed(value: bytes, attrs: dict[str, Any], alarms: list[str]) -> None:
     if len(value) == 2:
         attrs["jt808.tachograph_speed_kmh"] = _U16.unpack(value)[0] / 10
-
-
-def _item_signal(value: bytes, attrs: dict[str, Any], alarms: list[str]) -> None:
-    if len(value) == 1:
-        raw = value[0]
-        attrs[Attr.GSM_SIGNAL_RAW] = raw
-        if raw <= 31:  # CSQ scale 0-31
-            attrs[Attr.GSM_SIGNAL] = round(raw * 100 / 31)
-
-
-def _item_satellites(value: bytes, attrs: dict[str, Any], alarms: list[str]) -> None:
-    if len(value) == 1:
-        attrs["satellites"] = value[0]  # moved to Message.satellites by the caller
 
 
 def _item_uint(key: str) -> Callable[[bytes, dict[str, Any], list[str]], None]:
@@ -356,37 +340,46 @@ def _item_extensions(value: bytes, attrs: dict[str, Any], alarms: list[str]) -> 
     pos = 0
     size = len(value)
     while pos + 4 <= size:
-        length, sub_id = struct.unpack_from(">HH", value, pos)
-        if length < 2 or pos + 2 + length > size:
+        length, sub_id = _SUBPACKAGE.unpack_from(value, pos)
+        end = pos + 2 + length
+        if length < 2 or end > size:
             break
-        data = value[pos + 4 : pos + 2 + length]
-        pos += 2 + length
-        if sub_id == 0x00B2 and len(data) == 10:
-            attrs[Attr.ICCID] = digits_of(data).upper()
-        elif sub_id == 0x00CE and len(data) == 2:
-            attrs[Attr.POWER_V] = _U16.unpack(data)[0] / 100
-        elif sub_id == 0x0001 and len(data) >= 2:  # fuel 1, 0.1 units (some send a 3rd byte)
-            attrs[Attr.FUEL] = _U16.unpack_from(data)[0] / 10
+        start = pos + 4
+        pos = end
+        if sub_id == 0x00B2 and length == 12:
+            attrs[_ICCID] = value[start:end].hex().rstrip("f").upper()
+        elif sub_id == 0x00CE and length == 4:
+            attrs[_POWER_V] = _U16.unpack_from(value, start)[0] / 100
+        elif sub_id == 0x0001 and length >= 4:  # fuel 1, 0.1 units (some send a 3rd byte)
+            attrs[_FUEL] = _U16.unpack_from(value, start)[0] / 10
         elif sub_id == 0x0023:
             try:
-                attrs["jt808.fuel2"] = float(ascii_text(data))
+                attrs["jt808.fuel2"] = float(ascii_text(value[start:end]))
             except ValueError:
-                attrs["jt808.eb0023"] = data.hex()
+                attrs["jt808.eb0023"] = value[start:end].hex()
         else:
-            attrs[f"jt808.eb{sub_id:04x}"] = data.hex()
+            key = _EXTENSION_KEYS.get(sub_id)
+            if key is None:
+                key = f"jt808.eb{sub_id:04x}"
+                if len(_EXTENSION_KEYS) < 1024:
+                    _EXTENSION_KEYS[sub_id] = key
+            attrs[key] = value[start:end].hex()
+
+
+_EXTENSION_KEYS: dict[int, str] = {}
+_ICCID = Attr.ICCID
+_POWER_V = Attr.POWER_V
+_FUEL = Attr.FUEL
 
 
 ItemReader = Callable[[bytes, dict[str, Any], list[str]], None]
 ITEMS: dict[int, ItemReader] = {
-    0x01: _item_odometer,
     0x02: _item_fuel,
     0x03: _item_tachograph_speed,
     0x04: _item_uint("jt808.alarm_event_id"),
     0x25: _item_uint("jt808.extended_status"),
     0x2A: _item_uint("jt808.io_status"),
     0x2B: _item_uint("jt808.analog"),
-    0x30: _item_signal,
-    0x31: _item_satellites,
     0xD0: _item_user_status,
     0xD3: _item_power_decivolts,
     0xD4: _item_battery_level,
@@ -394,6 +387,12 @@ ITEMS: dict[int, ItemReader] = {
     0xEB: _item_extensions,
     0xFE: _item_battery_level,
 }
+_ODOMETER_M = Attr.ODOMETER_M
+_GSM_SIGNAL = Attr.GSM_SIGNAL
+_GSM_SIGNAL_RAW = Attr.GSM_SIGNAL_RAW
+_STATUS = Attr.STATUS
+_IGNITION = Attr.IGNITION
+_BLOCKED = Attr.BLOCKED
 _RAW_ITEM_KEYS = tuple(f"jt808.x{item:02x}" for item in range(256))
 
 
@@ -416,9 +415,9 @@ def decode_location(
         ctx.tz,
     )
     attrs: dict[str, Any] = {
-        Attr.STATUS: status,
-        Attr.IGNITION: bool(status & STATUS_ACC),
-        Attr.BLOCKED: bool(status & (STATUS_OIL_CUT | STATUS_CIRCUIT_CUT)),
+        _STATUS: status,
+        _IGNITION: bool(status & STATUS_ACC),
+        _BLOCKED: bool(status & (STATUS_OIL_CUT | STATUS_CIRCUIT_CUT)),
     }
     alarms: list[str] = []
     if alarm:
@@ -432,19 +431,30 @@ def decode_location(
             bits ^= low
     pos = start + 28
     items = ITEMS
+    satellites = None
     while pos + 2 <= end:
         item_id = body[pos]
         length = body[pos + 1]
-        value = body[pos + 2 : pos + 2 + length]
         pos += 2 + length
         if pos > end:  # a vendor tail that is not TLV: keep it, keep the fix
             attrs["jt808.unparsed"] = body[pos - 2 - length : end].hex()
             break
-        reader = items.get(item_id)
-        if reader is not None:
-            reader(value, attrs, alarms)
-        elif length:
-            attrs[_RAW_ITEM_KEYS[item_id]] = value.hex()
+        # the three items nearly every terminal sends, read inline for speed
+        if item_id == 0x01 and length == 4:
+            attrs[_ODOMETER_M] = _U32.unpack_from(body, pos - 4)[0] * 100
+        elif item_id == 0x31 and length == 1:
+            satellites = body[pos - 1]
+        elif item_id == 0x30 and length == 1:
+            raw = body[pos - 1]
+            attrs[_GSM_SIGNAL_RAW] = raw
+            if raw <= 31:  # CSQ scale 0-31
+                attrs[_GSM_SIGNAL] = round(raw * 100 / 31)
+        else:
+            reader = items.get(item_id)
+            if reader is not None:
+                reader(body[pos - length : pos], attrs, alarms)
+            elif length:
+                attrs[_RAW_ITEM_KEYS[item_id]] = body[pos - length : pos].hex()
     valid = bool(status & STATUS_VALID)
     lat: float | None = lat_raw / 1e6
     lon: float | None = lon_raw / 1e6
@@ -455,7 +465,6 @@ def decode_location(
             lat = -lat  # type: ignore[operator]
         if status & STATUS_WEST:
             lon = -lon  # type: ignore[operator]
-    satellites = attrs.pop("satellites", None)
     return Message(
         MessageType.POSITION if lat is not None else MessageType.STATUS,
         terminal_id,
@@ -741,7 +750,15 @@ def _platform_serial(ctx: DecodeContext) -> int:
     return serial
 
 
+_GENERAL_RESPONSE_2013 = struct.Struct(">HH6sHHHB")
+
+
 def general_response(frame: Frame, ctx: DecodeContext, result: int = RESULT_OK) -> bytes:
+    if frame.version is None and len(frame.phone_bcd) == 6:  # the common case, in one pack
+        inner = _GENERAL_RESPONSE_2013.pack(
+            PLATFORM_RESPONSE, 5, frame.phone_bcd, _platform_serial(ctx), frame.serial, frame.msg_id, result
+        )
+        return b"\x7e" + escape(inner + bytes((xor8(inner),))) + b"\x7e"
     body = _RESPONSE.pack(frame.serial, frame.msg_id, result)
     return encode_frame(PLATFORM_RESPONSE, frame.phone_bcd, _platform_serial(ctx), body, frame.version)
 

@@ -111,16 +111,15 @@ def split_datagram(buffer: bytes) -> Split:
 
 GNSS_STATUS = {0: "off", 1: "fix", 2: "no_fix", 3: "sleep"}
 GNSS_STATUS_CODES = {name: code for code, name in GNSS_STATUS.items()}
-# IO id -> (attribute key, scale); scale None keeps the integer, bool makes it a flag.
+# IO id -> (attribute key, divisor); None keeps the integer, bool makes it a flag.
 SIMPLE_IO: dict[int, tuple[str, Any]] = {
-    66: (Attr.POWER_V, 0.001),
-    67: (Attr.BATTERY_V, 0.001),
+    66: (Attr.POWER_V, 1000),  # mV
+    67: (Attr.BATTERY_V, 1000),  # mV
     16: (Attr.ODOMETER_M, None),
     113: (Attr.BATTERY_LEVEL, None),
     239: (Attr.IGNITION, bool),
     240: (Attr.MOTION, bool),
-    181: (Attr.PDOP, 0.1),
-    72: (Attr.TEMPERATURE_C, 0.1),
+    181: (Attr.PDOP, 10),
 }
 # IO id -> the alarm a non-zero value raises.
 ALARM_IO: dict[int, str] = {
@@ -130,46 +129,42 @@ ALARM_IO: dict[int, str] = {
     246: Alarm.TOW,
     236: Alarm.GENERAL,
 }
+KNOWN_IO = frozenset({*SIMPLE_IO, *ALARM_IO, 21, 69, 72, 182, 199, 253})
 GREEN_DRIVING = {1: Alarm.HARSH_ACCELERATION, 2: Alarm.HARSH_BRAKING, 3: Alarm.HARSH_CORNERING}
-_RAW_KEYS: dict[int, str] = {}
+_RAW_KEYS: dict[int, str] = {io: f"teltonika.io{io}" for io in range(256)}
 
 
 def _raw_key(io: int) -> str:
     key = _RAW_KEYS.get(io)
     if key is None:
-        key = _RAW_KEYS[io] = f"teltonika.io{io}"
+        key = f"teltonika.io{io}"
+        if len(_RAW_KEYS) < 4096:
+            _RAW_KEYS[io] = key
     return key
 
 
-class _Record:
-    """Scratch for one record's IO elements."""
-
-    __slots__ = ("attrs", "alarms", "hdop", "iccid_parts")
-
-    def __init__(self, attrs: dict[str, Any]) -> None:
-        self.attrs = attrs
-        self.alarms: list[str] = []
-        self.hdop: float | None = None
-        self.iccid_parts: dict[int, int] | None = None
+_HDOP_SCRATCH = "teltonika._hdop"  # carried to Message.hdop, not kept as an attribute
+_ICCID_1 = "teltonika.io11"
+_ICCID_2 = "teltonika.io14"
 
 
-def _apply_io(io: int, value: int, record: _Record) -> None:
-    attrs = record.attrs
+def _apply_io(io: int, value: int, attrs: dict[str, Any], alarms: list[str]) -> None:
+    """One IO element with a shared meaning (see KNOWN_IO) into attributes and alarms."""
     simple = SIMPLE_IO.get(io)
     if simple is not None:
-        key, scale = simple
-        if scale is None:
+        key, divisor = simple
+        if divisor is None:
             attrs[key] = value
-        elif scale is bool:
+        elif divisor is bool:
             attrs[key] = bool(value)
         else:
-            attrs[key] = round(value * scale, 3)
+            attrs[key] = value / divisor
         return
     alarm = ALARM_IO.get(io)
     if alarm is not None:
         attrs[_raw_key(io)] = value
         if value:
-            record.alarms.append(alarm)
+            alarms.append(alarm)
         if io == 252:
             attrs[Attr.POWER_CUT] = bool(value)
         return
@@ -180,44 +175,44 @@ def _apply_io(io: int, value: int, record: _Record) -> None:
     elif io == 69:
         attrs[Attr.GNSS_STATUS] = GNSS_STATUS.get(value, str(value))
     elif io == 182:
-        record.hdop = value / 10
+        attrs[_HDOP_SCRATCH] = value / 10
     elif io == 199:
         attrs[_raw_key(io)] = value
         attrs.setdefault(Attr.ODOMETER_M, value)
-    elif io in (11, 14):
-        if record.iccid_parts is None:
-            record.iccid_parts = {}
-        record.iccid_parts[io] = value
+    elif io == 72:  # Dallas temperature: signed, 0.1 degree
+        attrs[Attr.TEMPERATURE_C] = (value - (1 << 32) if value >= 1 << 31 else value) / 10
     elif io == 253:
         attrs[_raw_key(io)] = value
         green = GREEN_DRIVING.get(value)
         if green:
-            record.alarms.append(green)
+            alarms.append(green)
     else:
         attrs[_raw_key(io)] = value
 
 
-def _finish_iccid(record: _Record) -> None:
+def _finish_iccid(attrs: dict[str, Any]) -> None:
     """ICCID in IO 11 (leading digits) and, on some devices, IO 14 (last ten digits)."""
-    parts = record.iccid_parts
-    if not parts:
-        return
-    if 11 in parts and 14 in parts:
-        record.attrs[Attr.ICCID] = f"{parts[11]}{parts[14]:010d}"
-    else:
-        record.attrs[Attr.ICCID] = str(parts.get(11, parts.get(14)))
+    first = attrs.pop(_ICCID_1, None)
+    second = attrs.pop(_ICCID_2, None)
+    if first is not None and second is not None:
+        attrs[Attr.ICCID] = f"{first}{second:010d}"
+    elif first is not None or second is not None:
+        attrs[Attr.ICCID] = str(first if first is not None else second)
 
 
-_PAIR_STRUCTS: dict[tuple[str, str, int], struct.Struct] = {}
+# IO group structs: [id format][value format index] -> {count: Struct}
+_PAIR_STRUCTS: dict[str, tuple[dict[int, struct.Struct], ...]] = {
+    id_format: tuple({} for _ in VALUE_FORMATS) for id_format in ("B", "H")
+}
 
 
-def _pairs(id_format: str, value_format: str, count: int) -> struct.Struct:
-    key = (id_format, value_format, count)
-    compiled = _PAIR_STRUCTS.get(key)
+def _pairs(id_format: str, group: int, count: int) -> struct.Struct:
+    table = _PAIR_STRUCTS[id_format][group]
+    compiled = table.get(count)
     if compiled is None:
-        compiled = struct.Struct(">" + (id_format + value_format) * count)
-        if len(_PAIR_STRUCTS) < 4096:
-            _PAIR_STRUCTS[key] = compiled
+        compiled = struct.Struct(">" + (id_format + VALUE_FORMATS[group]) * count)
+        if len(table) < 1024:
+            table[count] = compiled
     return compiled
 
 
@@ -226,9 +221,15 @@ def _pairs(id_format: str, value_format: str, count: int) -> struct.Struct:
 
 def _record_time(milliseconds: int) -> datetime:
     try:
-        return _EPOCH + timedelta(milliseconds=milliseconds)
-    except OverflowError as exc:
+        return datetime.fromtimestamp(milliseconds / 1000, UTC)
+    except (OverflowError, OSError, ValueError) as exc:
         raise MalformedFrame(f"record time {milliseconds} ms out of range") from exc
+
+
+_EVENT_8E = struct.Struct(">HH")
+_EVENT_16 = struct.Struct(">HBB")
+_NX = struct.Struct(">HH")
+_EVENT_CODE = Attr.EVENT_CODE
 
 
 def _read_record(data: bytes, pos: int, codec: int, terminal_id: str | None) -> tuple[Message, int]:
@@ -236,43 +237,58 @@ def _read_record(data: bytes, pos: int, codec: int, terminal_id: str | None) -> 
     ms, priority, lon_raw, lat_raw, altitude, angle, satellites, speed = _RECORD.unpack_from(data, pos)
     pos += 24
     if codec == CODEC_8:
-        event, _total = data[pos], data[pos + 1]
+        event = data[pos]
         pos += 2
-        id_format = count_format = "B"
+        id_format = "B"
+        wide_counts = False
     elif codec == CODEC_8E:
-        event, _total = struct.unpack_from(">HH", data, pos)
+        event = _EVENT_8E.unpack_from(data, pos)[0]
         pos += 4
-        id_format = count_format = "H"
+        id_format = "H"
+        wide_counts = True
     else:
-        event, _generation, _total = struct.unpack_from(">HBB", data, pos)
+        event = _EVENT_16.unpack_from(data, pos)[0]
         pos += 4
-        id_format, count_format = "H", "B"
-    attrs: dict[str, Any] = {Attr.EVENT_CODE: event}
+        id_format = "H"
+        wide_counts = False
+    attrs: dict[str, Any] = {_EVENT_CODE: event}
     if priority:
         attrs["teltonika.priority"] = priority
-    record = _Record(attrs)
-    count_size = 2 if count_format == "H" else 1
-    for value_format in VALUE_FORMATS:
-        count = data[pos] if count_size == 1 else _U16.unpack_from(data, pos)[0]
-        pos += count_size
+    alarms: list[str] = []
+    known = KNOWN_IO
+    raw_keys = _RAW_KEYS
+    for group in (0, 1, 2, 3):
+        if wide_counts:
+            count = _U16.unpack_from(data, pos)[0]
+            pos += 2
+        else:
+            count = data[pos]
+            pos += 1
         if not count:
             continue
-        pairs = _pairs(id_format, value_format, count)
+        pairs = _pairs(id_format, group, count)
         values = pairs.unpack_from(data, pos)
         pos += pairs.size
-        for index in range(0, 2 * count, 2):
-            _apply_io(values[index], values[index + 1], record)
+        for io, value in zip(values[::2], values[1::2], strict=True):
+            # unknown ids are most of a record: stored raw without a call
+            if io in known:
+                _apply_io(io, value, attrs, alarms)
+            else:
+                key = raw_keys.get(io)
+                attrs[key if key is not None else _raw_key(io)] = value
     if codec == CODEC_8E:
         (count,) = _U16.unpack_from(data, pos)
         pos += 2
         for _ in range(count):
-            io, length = struct.unpack_from(">HH", data, pos)
+            io, length = _NX.unpack_from(data, pos)
             pos += 4
             if pos + length > len(data):
                 raise MalformedFrame("variable-length IO element runs past the packet")
             attrs[_raw_key(io)] = data[pos : pos + length].hex()
             pos += length
-    _finish_iccid(record)
+    if _ICCID_1 in attrs or _ICCID_2 in attrs:
+        _finish_iccid(attrs)
+    hdop = attrs.pop(_HDOP_SCRATCH, None)
     valid = satellites != 0
     if satellites > 64:  # some old firmwares put other bits here: not a satellite count
         attrs["teltonika.satellites_raw"] = satellites
@@ -292,8 +308,8 @@ def _read_record(data: bytes, pos: int, codec: int, terminal_id: str | None) -> 
         float(angle % 360),
         float(altitude),
         satellites,
-        record.hdop,
-        record.alarms,
+        hdop,
+        alarms,
         attrs,
     )
     return message, pos
@@ -343,18 +359,17 @@ def _read_gh3000_record(data: bytes, pos: int, terminal_id: str | None) -> tuple
             attrs["teltonika.operator"] = _U32.unpack_from(data, pos)[0]
             pos += 4
     message.valid = message.lat is not None and bool(message.satellites)
-    record = _Record(attrs)
-    for bit, value_format in ((0x02, "B"), (0x04, "H"), (0x08, "I")):
+    for bit, group in ((0x02, 0), (0x04, 1), (0x08, 2)):
         if mask & bit:
             count = data[pos]
             pos += 1
-            pairs = _pairs("B", value_format, count)
+            pairs = _pairs("B", group, count)
             values = pairs.unpack_from(data, pos)
             pos += pairs.size
-            for index in range(0, 2 * count, 2):
-                _apply_io(values[index], values[index + 1], record)
-    _finish_iccid(record)
-    message.alarms = record.alarms
+            for io, value in zip(values[::2], values[1::2], strict=True):
+                _apply_io(io, value, attrs, message.alarms)
+    _finish_iccid(attrs)
+    attrs.pop(_HDOP_SCRATCH, None)
     return message, pos
 
 
