@@ -31,6 +31,7 @@ class Check:
 
 
 HealthCheck = Callable[[], "Check | Awaitable[Check]"]
+"""What ``app.state.health_checks`` holds."""
 
 router = APIRouter(tags=["operations"])
 
@@ -47,7 +48,7 @@ def database_check(database: Database) -> Check:
     return Check("database", True, database.dialect)
 
 
-async def run_check(name: str, check: Callable[[], Any]) -> Check:
+async def run_check(name: str, check: HealthCheck) -> Check:
     """Run one check (plain callables in a thread) with the timeout; failures become a Check."""
     try:
         if inspect.iscoroutinefunction(check):
@@ -67,12 +68,23 @@ async def run_check(name: str, check: Callable[[], Any]) -> Check:
 
 async def readiness(request: Request) -> tuple[bool, dict[str, dict[str, Any]]]:
     database: Database = request.app.state.database
-    checks: list[Callable[[], Any]] = [lambda: database_check(database)]
+    checks: list[HealthCheck] = [lambda: database_check(database)]
     checks.extend(request.app.state.health_checks)
-    names = ["database"] + [getattr(c, "__name__", f"check{i}") for i, c in enumerate(checks[1:], 1)]
+    # A check that raises or times out is reported under its function's name.
+    names = ["database"] + [_check_name(check) for check in checks[1:]]
     results = await asyncio.gather(*(run_check(n, c) for n, c in zip(names, checks, strict=True)))
-    report = {r.name: {"ok": r.ok, "detail": r.detail} for r in results}
+    report: dict[str, dict[str, Any]] = {}
+    for result in results:
+        key = result.name if result.name not in report else f"{result.name}#{len(report)}"
+        report[key] = {"ok": result.ok, "detail": result.detail}
     return all(r.ok for r in results), report
+
+
+def _check_name(check: HealthCheck) -> str:
+    owner = getattr(check, "__self__", None)  # a bound method: name it after its object
+    if owner is not None:
+        return type(owner).__name__
+    return str(getattr(check, "__name__", "check"))
 
 
 @router.get(

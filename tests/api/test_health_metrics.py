@@ -36,8 +36,12 @@ def test_a_failing_or_broken_check_makes_health_503(
         await asyncio.sleep(30)
         return Check("stuck", True)
 
+    class Engine:
+        def health_check(self) -> Check:
+            raise OSError("queue gone")
+
     monkeypatch.setattr(health, "CHECK_TIMEOUT_S", 0.2)
-    client.app.state.health_checks.extend([gateway, broken, stuck])  # type: ignore[attr-defined]
+    client.app.state.health_checks.extend([gateway, broken, stuck, Engine().health_check])  # type: ignore[attr-defined]
     response = client.get("/health", headers=bearer(database, "manager"))
     assert response.status_code == 503
     body = response.json()
@@ -46,6 +50,7 @@ def test_a_failing_or_broken_check_makes_health_503(
     assert body["checks"]["gateway"] == {"ok": False, "detail": "spool 97% full"}
     assert body["checks"]["broken"] == {"ok": False, "detail": "check raised RuntimeError: boom"}
     assert body["checks"]["stuck"] == {"ok": False, "detail": "no answer within 0.2s"}
+    assert body["checks"]["Engine"] == {"ok": False, "detail": "check raised OSError: queue gone"}
 
 
 def test_health_is_503_when_postgresql_goes_away(pg_url: str, pg_admin_url: str) -> None:
