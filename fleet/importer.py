@@ -204,7 +204,12 @@ class _Entity:
             }
             for p in self.creates
         ]
-        _write_batches(conn, self.table.insert(), create_rows, self.creates, report, self.what)
+        key_column = self.table.c[self.key]
+        inserted = self.table.insert().returning(self.table.c.id, key_column)
+        for record_id, key in _write_batches(
+            conn, inserted, create_rows, self.creates, report, self.what, returns=True
+        ):
+            self.existing[key] = (record_id, self.existing[key][1])  # the real id replaces the stand-in
         if self.updates:
             statement = (
                 update(self.table)
@@ -216,17 +221,7 @@ class _Entity:
                 for record_id, p in self.updates
             ]
             _write_batches(conn, statement, update_rows, [p for _, p in self.updates], report, self.what)
-        self._learn_ids(conn, [p.key for p in self.creates])
         self.creates, self.updates = [], []
-
-    def _learn_ids(self, conn: Connection, keys: list[Any]) -> None:
-        key_column = self.table.c[self.key]
-        for start in range(0, len(keys), BATCH_ROWS):
-            chunk = keys[start : start + BATCH_ROWS]
-            for record_id, key in conn.execute(
-                select(self.table.c.id, key_column).where(key_column.in_(chunk))
-            ):
-                self.existing[key] = (record_id, self.existing[key][1])
 
 
 class _Reporter:
@@ -246,25 +241,34 @@ def _write_batches(
     planned: list[_Planned],
     report: _Reporter,
     what: str,
-) -> None:
+    *,
+    returns: bool = False,
+) -> list[Any]:
     """executemany in batches; a batch the database refuses is retried row by row, so one
-    bad row (a key taken meanwhile by another writer) fails alone."""
+    bad row (a key taken meanwhile by another writer) fails alone.  Returns the rows a
+    RETURNING statement gives back."""
+    returned: list[Any] = []
     for start in range(0, len(rows), BATCH_ROWS):
         batch = rows[start : start + BATCH_ROWS]
         try:
             with conn.begin_nested():
-                conn.execute(statement, batch)
+                result = conn.execute(statement, batch)
+                if returns:
+                    returned.extend(result.all())
             continue
         except DBAPIError:
             pass
         for values, plan in zip(batch, planned[start : start + BATCH_ROWS], strict=True):
             try:
                 with conn.begin_nested():
-                    conn.execute(statement, [values])
+                    result = conn.execute(statement, [values])
+                    if returns:
+                        returned.extend(result.all())
             except DBAPIError as exc:
                 report.fail(
                     plan.row, "row", f"{what} {plan.key}: the database refused it: {_first_line(exc)}"
                 )
+    return returned
 
 
 def _first_line(exc: BaseException) -> str:
@@ -276,8 +280,12 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _cell(row: Mapping[str, str | None], name: str) -> str | None:
-    value = row.get(name)
-    return value.strip() if isinstance(value, str) and value.strip() else None
+    """A cell of a row cleaned by ``_clean``: stripped text, or None when empty or absent."""
+    return row.get(name)
+
+
+def _clean(row: Mapping[str, str | None]) -> dict[str, str | None]:
+    return {name: (value.strip() or None) if isinstance(value, str) else value for name, value in row.items()}
 
 
 class _Importer:
@@ -609,7 +617,7 @@ def _plan_all(
         try:
             if None in row:  # more cells than the header has columns
                 raise Invalid("the row has more cells than the header has columns", field="row")
-            outcomes[row_no] = plan_one(importer, row_no, row)
+            outcomes[row_no] = plan_one(importer, row_no, _clean(row))
         except FleetError as exc:
             report.errors.append(RowError(row_no, exc.field or "row", exc.message))
         if bar is not None and index % 1000 == 999:

@@ -19,16 +19,12 @@ _OTHER_ID = re.compile(r"^[A-Za-z0-9]{4,20}$")
 _PLATE_SPACES = re.compile(r"[\s\-·]+")
 
 
+_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)  # a digit doubled, its two digits summed
+
+
 def luhn_ok(digits: str) -> bool:
     """True when the last digit is the Luhn check digit of the others."""
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = ord(char) - 48
-        if index % 2:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
+    total = sum(ord(c) - 48 for c in digits[-1::-2]) + sum(_DOUBLED[ord(c) - 48] for c in digits[-2::-2])
     return total % 10 == 0
 
 
