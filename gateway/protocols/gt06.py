@@ -613,6 +613,81 @@ def _wifi(packet: Packet, ctx: DecodeContext) -> list[Message]:
     return [message]
 
 
+_MODULE = struct.Struct(">HH")
+_MODULAR_GPS = struct.Struct(">IBhIIBH")  # unix time, satellites, altitude, lat, lon, speed, flags
+
+
+def _modular(packet: Packet, ctx: DecodeContext) -> list[Message]:
+    """0x70: a list of modules ``type(2) length(2) value``."""
+    content = packet.content
+    message = Message(MessageType.STATUS, _terminal_id(ctx))
+    attrs = message.attributes
+    pos = 0
+    while pos + 4 <= len(content):
+        module, length = _MODULE.unpack_from(content, pos)
+        value = content[pos + 4 : pos + 4 + length]
+        pos += 4 + length
+        if len(value) < length:
+            raise MalformedFrame(f"module 0x{module:04x} runs past the packet")
+        if module == 0x0033 and length >= 18:
+            stamp, satellites, altitude, lat_raw, lon_raw, speed, flags = _MODULAR_GPS.unpack_from(value)
+            message.time = datetime.fromtimestamp(stamp, UTC)
+            message.satellites = satellites
+            message.altitude_m = float(altitude)
+            message.valid = bool(flags & COURSE_VALID)
+            if message.valid or lat_raw or lon_raw:
+                lat = lat_raw / 1_800_000
+                lon = lon_raw / 1_800_000
+                message.lat = lat if flags & COURSE_NORTH else -lat
+                message.lon = -lon if flags & COURSE_WEST else lon
+                message.type = MessageType.POSITION
+            message.speed_kmh = float(speed)
+            message.course = float(flags & 0x03FF)
+        elif module == 0x0001 and length == 8:
+            attrs["gt06.imei"] = digits_of(value).lstrip("0")
+        elif module == 0x0002 and length == 8:
+            attrs[Attr.IMSI] = digits_of(value).lstrip("0")
+        elif module == 0x0003 and length == 10:
+            attrs[Attr.ICCID] = _iccid(value)
+        elif module == 0x0011 and length >= 9:
+            attrs[Attr.CELL] = read_cell(value, 0, cid_size=length - 6, mnc_size=2)[0]
+        elif module == 0x0018 and length == 2:
+            attrs[Attr.BATTERY_V] = _U16.unpack(value)[0] / 100
+        elif module == 0x002E and length == 4:
+            attrs[Attr.ODOMETER_M] = int.from_bytes(value, "big")
+        elif module == 0x0034 and length >= 1:
+            attrs[Attr.EVENT_CODE] = value[0]
+        else:
+            attrs[f"gt06.m{module:04x}"] = value.hex()
+    return [message]
+
+
+def _peripheral(packet: Packet, ctx: DecodeContext) -> list[Message]:
+    """0x9B: data passed through from a serial peripheral: an RFID reader's
+    ``STX id(10) check(2) ETX`` or a thermometer's ASCII reading."""
+    content = packet.content
+    message = Message(MessageType.INFO, _terminal_id(ctx))
+    attrs = message.attributes
+    data = content[1:]
+    if data[:1] == b"\x02" and b"\x03" in data:
+        card = data[1 : data.index(b"\x03")].decode("ascii", "replace")
+        if len(card) == 12 and card.isalnum():
+            attrs[Attr.DRIVER_ID] = card[:10]
+    else:
+        reading = bytearray()
+        for byte in data:
+            if not (0x30 <= byte <= 0x39 or byte in (0x2D, 0x2E)):
+                break
+            reading.append(byte)
+        try:
+            attrs[Attr.TEMPERATURE_C] = float(reading)
+        except ValueError:
+            pass
+    if not attrs:
+        attrs["gt06.x9b"] = content.hex()
+    return [message]
+
+
 def _opaque(packet: Packet, ctx: DecodeContext) -> list[Message]:
     """Packets gpsfleet records but does not interpret (OBD, Wi-Fi lists, photos, ...)."""
     message = Message(MessageType.INFO, _terminal_id(ctx))
@@ -653,7 +728,9 @@ HANDLERS: dict[int, Handler] = {
     WIFI: _wifi,
     WIFI_2: _wifi,
 }
-for _opaque_type in (0x18, 0x24, 0x28, 0x2C, 0x2E, 0x35, 0x36, 0x40, 0x41, 0x65, 0x66, 0x70, 0x8C, 0x9B):
+HANDLERS[0x70] = _modular
+HANDLERS[0x9B] = _peripheral
+for _opaque_type in (0x18, 0x24, 0x28, 0x2C, 0x2E, 0x35, 0x36, 0x40, 0x41, 0x65, 0x66, 0x8C):
     HANDLERS[_opaque_type] = _opaque
 for _opaque_type in (0xA1, 0xA2, 0xA7, 0xF3):
     HANDLERS[_opaque_type] = _opaque

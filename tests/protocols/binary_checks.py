@@ -26,6 +26,7 @@ TRACCAR_KEYS = {
     "fuel1": "fuel",
     "fuel2": "jt808.fuel2",
     "driverUniqueId": "driver_id",
+    "temp1": "temperature_c",
 }
 # Traccar alarm names -> gpsfleet alarm names (protocol-specific ones are passed in).
 TRACCAR_ALARMS = {

@@ -19,10 +19,11 @@ SPEC = get_protocol("gt06")
 CAPTURES = load_captures("gt06")
 IMEI = "864717003664467"
 NOW = datetime(2024, 5, 1, 10, 20, 30, tzinfo=UTC)
-# Traccar values gpsfleet keeps raw or does not read (vendor peripherals): the frame must
-# still decode.  Seq 27 is a 0x70 modular packet whose alarm module is not documented.
-UNMAPPED = frozenset({"temp1", "adc1", "driverUniqueId"})
-UNMAPPED_BY_SEQ = {27: frozenset({"alarm"})}
+# Traccar values gpsfleet does not read (undocumented vendor layouts): the frame must still
+# decode.  Seq 10 appends a temperature to 0x12 in a layout of its own; seq 27 is a 0x70
+# modular packet whose alarm module is not documented; adc1 is an X1 analog input.
+UNMAPPED = frozenset({"adc1"})
+UNMAPPED_BY_SEQ = {10: frozenset({"temp1"}), 27: frozenset({"alarm"})}
 
 
 def ctx(**kwargs: object) -> DecodeContext:
@@ -75,6 +76,13 @@ def test_captured_values_in_detail():
     assert info.attributes["iccid"] == "8960191302978058275"  # nibble-swapped on the wire
     (text,) = SPEC.decode(by_seq[54].wire, ctx()).messages
     assert text.attributes["result"] == "Command error!"
+    (modular,) = SPEC.decode(by_seq[27].wire, ctx()).messages
+    assert modular.time == datetime(2019, 9, 15, 13, 18, 16, tzinfo=UTC)
+    assert (modular.lat, modular.lon) == (pytest.approx(43.894466), pytest.approx(-79.27285))
+    assert modular.attributes["iccid"] == "89012608522933976266"
+    assert modular.attributes["battery_v"] == 3.7
+    (card,) = SPEC.decode(by_seq[29].wire, ctx()).messages
+    assert card.attributes["driver_id"] == "5900B48CEB"
 
 
 def test_captured_frames_through_the_framer():
