@@ -129,14 +129,29 @@ _SUBPACKAGE = struct.Struct(">HH")
 
 
 def split(buffer: bytes) -> Split:
-    """Cut 7E-delimited frames; bytes before a flag are garbage, as are two flags too close
-    to hold a frame (the first closed a frame whose start was lost)."""
+    """Cut 7E-delimited frames (and the vendor text frames ``(...)`` sent on the same port);
+    bytes before a flag are garbage, as are two flags too close to hold a frame (the first
+    closed a frame whose start was lost)."""
     frames: list[bytes] = []
     garbage = 0
     pos = 0
     size = len(buffer)
     while pos < size:
         start = buffer.find(b"\x7e", pos)
+        paren = buffer.find(b"(", pos, start if start >= 0 else size)
+        if paren >= 0:
+            garbage += paren - pos
+            end = _text_frame_end(buffer, paren, start)
+            if end == 0:
+                pos = paren
+                break
+            if end < 0:
+                garbage += 1
+                pos = paren + 1
+                continue
+            frames.append(buffer[paren:end])
+            pos = end
+            continue
         if start < 0:
             garbage += size - pos
             pos = size
@@ -157,6 +172,19 @@ def split(buffer: bytes) -> Split:
         frames.append(buffer[start : end + 1])
         pos = end + 1
     return Split(pos, frames, garbage)
+
+
+MAX_TEXT = 256
+
+
+def _text_frame_end(buffer: bytes, start: int, next_flag: int) -> int:
+    """End of a ``(...)`` text frame at ``start``; 0: need more; -1: not a text frame."""
+    limit = next_flag if next_flag >= 0 else min(len(buffer), start + MAX_TEXT)
+    close = buffer.find(b")", start, limit)
+    if close < 0:
+        return 0 if next_flag < 0 and len(buffer) - start < MAX_TEXT else -1
+    text = buffer[start + 1 : close]
+    return close + 1 if text.isascii() and text.decode("ascii").isprintable() else -1
 
 
 # --------------------------------------------------------------------------- escaping and frames
@@ -798,7 +826,26 @@ def _reassemble(frame: Frame, ctx: DecodeContext) -> bytes | None:
     return b"".join(parts[i] for i in range(1, total + 1))
 
 
+def decode_text(frame: bytes, ctx: DecodeContext) -> Decoded:
+    """``(id,1,001,BASE,2,TIME)`` asks for the time (answered with the sentence and the UTC
+    time in place of TIME); any other text frame is a command result."""
+    if not frame.endswith(b")") or not frame.isascii():
+        raise FramingError("text frame is not (ASCII)")
+    fields = frame[1:-1].decode("ascii").split(",")
+    terminal_id = fields[0] if fields[0].isalnum() else None
+    if terminal_id is None:
+        raise MalformedFrame("text frame without a terminal id")
+    if len(fields) >= 6 and fields[3] == "BASE" and fields[4] == "2":
+        now = ctx.now().astimezone(UTC).strftime("%Y%m%d%H%M%S")
+        reply = ("(" + ",".join([*fields[:5], now]) + ")").encode("ascii")
+        return Decoded([Message(MessageType.TIME_REQUEST, terminal_id)], reply, terminal_id)
+    result = Message(MessageType.COMMAND_RESULT, terminal_id, attributes={Attr.RESULT: ",".join(fields[1:])})
+    return Decoded([result], None, terminal_id)
+
+
 def decode(frame: bytes, ctx: DecodeContext) -> Decoded:
+    if frame[:1] == b"(":
+        return decode_text(frame, ctx)
     opened = open_frame(frame, ctx.lenient)
     handler = HANDLERS.get(opened.msg_id)
     if handler is None:

@@ -398,3 +398,18 @@ def test_replies_split_across_reads():
     replies = SPEC.decode(first.data, context).reply + SPEC.decode(second.data, context).reply
     assert device.on_reply(replies[:5]).acked == []
     assert device.on_reply(replies[5:]).acked == [first.seq, second.seq]
+
+
+def test_text_frames_on_the_same_port():
+    device = SPEC.device(PHONE)
+    heartbeat = device.heartbeat().data
+    request = b"(794104004140,1,001,BASE,2,TIME)"
+    result = jt808.split(b"(x" + b"\x00" + heartbeat + request + b"(79410")
+    assert result.frames == [heartbeat, request]
+    assert result.consumed == len(b"(x\x00") + len(heartbeat) + len(request)  # "(79410" waits
+    decoded = SPEC.decode(request, ctx())
+    assert decoded.messages[0].type == MessageType.TIME_REQUEST
+    assert decoded.terminal_id == "794104004140"
+    assert decoded.reply == b"(794104004140,1,001,BASE,2,20240501000000)"
+    (answer,) = SPEC.decode(b"(794104004140,OK,RELAY,1)", ctx()).messages
+    assert answer.type == MessageType.COMMAND_RESULT and answer.attributes["result"] == "OK,RELAY,1"
