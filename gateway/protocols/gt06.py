@@ -808,6 +808,7 @@ class Gt06Device(DeviceCodec):
         super().__init__(terminal_id, tz=tz, transport=transport)
         self.imei_bcd = bcd_encode(terminal_id, 8)
         self._buffer = b""
+        self._iccid_sent: str | None = None
 
     def packet(self, protocol: int, content: bytes, *, long: bool = False) -> tuple[bytes, int]:
         serial = self.next_seq()
@@ -877,12 +878,15 @@ class Gt06Device(DeviceCodec):
         return bytes((info, voltage, gsm, code, 0x02))
 
     def _extras(self, attributes: Mapping[str, Any], *, iccid: bool) -> bytes:
-        """0x94 frames a real device sends besides its reports: external power, ICCID."""
+        """0x94 frames a real device sends besides its reports: external power, and its
+        ICCID (with status, and once a session or when the SIM changed with positions)."""
         data = b""
         power = attributes.get(Attr.POWER_V)
         if power is not None:
             data += self.packet(INFO, b"\x00" + _U16.pack(round(power * 100)), long=True)[0]
-        if iccid and attributes.get(Attr.ICCID):
+        card = attributes.get(Attr.ICCID)
+        if card and (iccid or card != self._iccid_sent):
+            self._iccid_sent = card
             imsi = str(attributes.get(Attr.IMSI) or "0")
             content = (
                 b"\x0a"

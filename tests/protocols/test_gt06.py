@@ -277,3 +277,23 @@ def test_bad_crc_strict_and_lenient():
 def test_unknown_protocol_is_unsupported():
     with pytest.raises(UnsupportedMessage):
         SPEC.decode(gt06.encode_packet(0xEE, b"\x01", 1), ctx())
+
+
+def test_iccid_goes_once_with_positions():
+    device = SPEC.device(IMEI)
+    card = {"iccid": "89882390000097302650"}
+    first = decode_session(SPEC, gt06.split(device.position(fix(attributes=card)).data).frames)
+    again = decode_session(SPEC, gt06.split(device.position(fix(attributes=card)).data).frames)
+    assert [m["attributes"].get("iccid") for m in first] == [None, "89882390000097302650"]
+    assert len(again) == 1
+
+
+def test_4g_gps_packet():
+    gps = bytes((24, 5, 1, 9, 0, 0, 0xCA)) + struct.pack(">IIBH", 98901630, 43231716, 50, 0x1C00 | 90)
+    cell = struct.pack(">HBI", 460, 1, 0x12345) + (987654321).to_bytes(8, "big")
+    content = gps + cell + b"\x01\x00\x01" + struct.pack(">I", 777)
+    (message,) = SPEC.decode(gt06.encode_packet(gt06.GPS_4G, content, 3), ctx()).messages
+    assert (message.lat, message.lon) == (pytest.approx(54.94535), pytest.approx(-24.01762))
+    assert message.attributes["cell"] == {"mcc": 460, "mnc": 1, "lac": 0x12345, "cid": 987654321}
+    assert message.attributes["ignition"] is True and message.attributes["archived"] is True
+    assert message.attributes["odometer_m"] == 777
