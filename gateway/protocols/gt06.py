@@ -77,6 +77,7 @@ _GPS = struct.Struct(">6BBIIBH")  # date-time, satellites, lat, lon, speed, cour
 _GPS_NO_TIME = struct.Struct(">BIIBH")
 _HEADER_LONG = struct.Struct(">H")
 _U16 = struct.Struct(">H")
+_CELL = struct.Struct(">HBHBH")  # MCC, MNC, LAC, cell id high byte and low word
 
 COURSE_NORTH = 0x0400
 COURSE_WEST = 0x0800
@@ -260,8 +261,11 @@ def _terminal_id(ctx: DecodeContext) -> str | None:
     return ctx.terminal_id or ctx.state.get("gt06.imei")
 
 
+_CLOCK = struct.Struct(">6B")
+
+
 def _gps_time(data: bytes, pos: int, tz: tzinfo) -> datetime | None:
-    year, month, day, hour, minute, second = data[pos : pos + 6]
+    year, month, day, hour, minute, second = _CLOCK.unpack_from(data, pos)
     if not (year or month or day):
         return None  # the device has no clock yet
     return device_time(2000 + year, month, day, hour, minute, second, tz)
@@ -313,6 +317,10 @@ def read_cell(
     data: bytes, pos: int, cid_size: int = 3, lac_size: int = 2, mnc_size: int = 1
 ) -> tuple[dict[str, int], int]:
     """MCC, MNC (2 bytes when the MCC's top bit is set), LAC and cell id; and the end."""
+    if cid_size == 3 and lac_size == 2 and mnc_size == 1 and len(data) >= pos + 8:
+        mcc, mnc, lac, cid_high, cid_low = _CELL.unpack_from(data, pos)
+        if not mcc & 0x8000:  # the common GT06 cell, in one unpack
+            return {"mcc": mcc, "mnc": mnc, "lac": lac, "cid": cid_high << 16 | cid_low}, pos + 8
     mcc = _U16.unpack_from(data, pos)[0]
     pos += 2
     if mcc & 0x8000 or mnc_size == 2:
