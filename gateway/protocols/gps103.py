@@ -22,6 +22,7 @@ The keyword is kept as ``event_code`` and mapped onto the shared alarms.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, tzinfo
@@ -267,9 +268,10 @@ def _report(fields: list[str], ctx: DecodeContext) -> Message:
 
 def _number(field: str) -> float | None:
     try:
-        return float(field) if field else None
+        value = float(field) if field else None
     except ValueError:
         return None
+    return value if value is None or math.isfinite(value) else None
 
 
 def _fuel(field: str) -> float | None:

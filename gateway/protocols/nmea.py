@@ -28,6 +28,7 @@ id, with the identification.  Plain NMEA gets no reply.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
@@ -90,7 +91,7 @@ def degrees_minutes(value: str, hemisphere: str = "") -> float:
             number = float(text)
             whole_degrees = int(number // 100)
             degrees = whole_degrees + (number - whole_degrees * 100) / 60.0
-    except ValueError:
+    except (ValueError, OverflowError):
         raise MalformedFrame(f"bad coordinate {value!r}") from None
     if hemisphere in ("S", "W", "s", "w"):
         negative = True
@@ -134,9 +135,12 @@ def to_float(text: str) -> float | None:
     if not text:
         return None
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise MalformedFrame(f"bad number {text!r}") from None
+    if not math.isfinite(value):
+        raise MalformedFrame(f"bad number {text!r}")
+    return value
 
 
 # --------------------------------------------------------------------------- framer
@@ -668,13 +672,13 @@ def _trccr(line: str, ctx: DecodeContext, session: _Session, out: list[Message])
     stamp = fields[1]
     try:
         when = datetime.strptime(stamp[:14], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+        if "." in stamp:
+            when = when.replace(microsecond=int(stamp.split(".", 1)[1][:6].ljust(6, "0")))
         lat, lon = float(fields[3]), float(fields[4])
     except ValueError:
         raise MalformedFrame(f"bad TRCCR {line[:40]!r}") from None
     if not (-90 <= lat <= 90 and -180 <= lon <= 180):
         raise MalformedFrame(f"TRCCR coordinate out of range: {lat},{lon}")
-    if "." in stamp:
-        when = when.replace(microsecond=int(stamp.split(".", 1)[1][:6].ljust(6, "0") or 0))
     speed, course, altitude = to_float(fields[5]), to_float(fields[6]), to_float(fields[7])
     attributes: dict[str, Any] = {}
     battery = to_float(fields[8])
@@ -725,9 +729,9 @@ def _qze(line: str, ctx: DecodeContext, out: list[Message]) -> str:
     try:
         when = datetime.strptime(fields[3] + fields[4], "%d%m%Y%H%M%S").replace(tzinfo=UTC)
         lat, lon = float(fields[5]), float(fields[6])
-        speed, course = float(fields[7]), float(fields[8])
     except ValueError:
         raise MalformedFrame(f"bad QZE line {line[:40]!r}") from None
+    speed, course = to_float(fields[7]), to_float(fields[8])
     if not (-90 <= lat <= 90 and -180 <= lon <= 180):
         raise MalformedFrame(f"QZE coordinate out of range: {lat},{lon}")
     out.append(
@@ -738,7 +742,7 @@ def _qze(line: str, ctx: DecodeContext, out: list[Message]) -> str:
             lat=lat,
             lon=lon,
             speed_kmh=speed,
-            course=course % 360.0,
+            course=course % 360.0 if course is not None else None,
             attributes={Attr.EVENT_CODE: fields[2]},
         )
     )
