@@ -18,7 +18,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.context import add_db_argument, database_or_exit, settings_from
+from store import ingest_postgres, ingest_sqlite
+from store.db import Database
 from store.ingest import PositionWriter
+from store.ingest_prepare import POSITION_COLUMNS
 from store.records import IngestBatch, PositionRow
 
 
@@ -32,6 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--rows", type=int, default=100_000, help="positions to write (default 100000)")
     parser.add_argument("--batch", type=int, default=10_000, help="rows per transaction (default 10000)")
     parser.add_argument("--terminals", type=int, default=1000, help="distinct terminals (default 1000)")
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="also time a plain bulk load of the same rows into a table without indexes "
+        "(binary COPY / executemany; no duplicate check, no state): the ceiling on this machine now",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=run)
 
@@ -79,8 +88,11 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     database = database_or_exit(settings)
     try:
-        figures = measure(PositionWriter(database), args.rows, args.batch, args.terminals)
+        batches = make_batches(args.rows, args.batch, args.terminals)
+        figures = measure(PositionWriter(database), batches)
         figures["backend"] = database.dialect
+        if args.reference:
+            figures["reference_rows_per_s"] = round(args.rows / reference_seconds(database, batches))
     finally:
         database.dispose()
     if args.json:
@@ -91,10 +103,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def measure(writer: PositionWriter, rows: int, batch_size: int, terminals: int) -> dict[str, Any]:
+def make_batches(rows: int, batch_size: int, terminals: int) -> list[IngestBatch]:
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
     generated = generate(rows, terminals, secrets.token_hex(4), start)
-    batches = [IngestBatch(positions=generated[i : i + batch_size]) for i in range(0, rows, batch_size)]
+    return [IngestBatch(positions=generated[i : i + batch_size]) for i in range(0, rows, batch_size)]
+
+
+def measure(writer: PositionWriter, batches: list[IngestBatch]) -> dict[str, Any]:
+    rows = sum(len(batch) for batch in batches)
+    terminals = len({p.terminal_id for p in batches[0].positions})
     inserted = 0
     began, began_cpu = time.perf_counter(), time.process_time()
     for batch in batches:
@@ -105,9 +122,9 @@ def measure(writer: PositionWriter, rows: int, batch_size: int, terminals: int) 
     retry_seconds = time.perf_counter() - retry_began
     return {
         "rows": rows,
-        "batch": batch_size,
+        "batch": len(batches[0]),
         "batches": len(batches),
-        "terminals": min(terminals, rows),
+        "terminals": terminals,
         "inserted": inserted,
         "seconds": round(seconds, 3),
         "rows_per_s": round(rows / seconds),
@@ -118,3 +135,37 @@ def measure(writer: PositionWriter, rows: int, batch_size: int, terminals: int) 
         "duplicates_on_retry": retried.duplicates,
         "retry_seconds": round(retry_seconds, 3),
     }
+
+
+def reference_seconds(database: Database, batches: list[IngestBatch]) -> float:
+    """Seconds to load the same rows, one transaction per batch, into a scratch table
+    without indexes (dropped afterwards): what the hardware allows right now."""
+    table = f"bench_reference_{secrets.token_hex(4)}"
+    pooled = database.engine.raw_connection()
+    conn: Any = pooled.driver_connection
+    try:
+        if database.is_postgres:
+            conn.execute(f"CREATE TABLE {table} (LIKE positions)")
+            conn.commit()
+            began = time.perf_counter()
+            for batch in batches:
+                with ingest_postgres.copy_cursor(conn) as cur:
+                    rows = ingest_postgres.position_rows(batch.positions)
+                    ingest_postgres.copy_rows(
+                        cur, table, POSITION_COLUMNS, ingest_postgres.POSITION_TYPES, rows
+                    )
+                conn.commit()
+        else:
+            conn.execute(f"CREATE TABLE {table} AS SELECT * FROM positions WHERE 0")
+            insert = f"INSERT INTO {table} ({', '.join(POSITION_COLUMNS)}) VALUES ({', '.join('?' * len(POSITION_COLUMNS))})"
+            began = time.perf_counter()
+            for batch in batches:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(insert, ingest_sqlite.position_rows(batch.positions))
+                conn.commit()
+        return time.perf_counter() - began
+    finally:
+        conn.rollback()
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+        conn.commit()
+        pooled.close()

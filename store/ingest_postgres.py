@@ -25,7 +25,7 @@ from store.ingest_prepare import (
     state_rows,
     state_upsert_sql,
 )
-from store.records import IngestBatch, WriteResult
+from store.records import EventRow, IngestBatch, PositionRow, WriteResult
 
 # binary COPY types, in the order of ingest_prepare.POSITION_COLUMNS / EVENT_COLUMNS
 POSITION_TYPES = (
@@ -114,9 +114,10 @@ def prepare_connection(conn: Connection[Any], info: dict[str, Any]) -> None:
     info[_STAGING_READY] = True
 
 
-def _copy(
+def copy_rows(
     cur: Cursor[Any], table: str, columns: tuple[str, ...], types: tuple[str, ...], rows: list[Any]
 ) -> None:
+    """Binary COPY of ``rows`` into ``table`` (``types``: PostgreSQL type names per column)."""
     with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types(list(types))
         write_row = copy.write_row
@@ -138,13 +139,13 @@ def _insert_skipping_duplicates(
     if len({row[: _KEY_WIDTH[table]] for row in rows}) == len(rows):
         cur.execute("SAVEPOINT bulk_copy")
         try:
-            _copy(cur, table, columns, types, rows)
+            copy_rows(cur, table, columns, types, rows)
         except psycopg.errors.UniqueViolation:
             cur.execute("ROLLBACK TO SAVEPOINT bulk_copy")
         else:
             cur.execute("RELEASE SAVEPOINT bulk_copy")
             return len(rows)
-    _copy(cur, staging, columns, types, rows)
+    copy_rows(cur, staging, columns, types, rows)
     names = ", ".join(columns)
     cur.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging} ON CONFLICT DO NOTHING")
     return max(cur.rowcount, 0)
@@ -154,57 +155,72 @@ def _insert_skipping_duplicates(
 _KEY_WIDTH = {"positions": 2, "events": 3}
 
 
+def position_rows(positions: list[PositionRow]) -> list[tuple[Any, ...]]:
+    """Positions as COPY rows, in ``POSITION_COLUMNS`` order (JSON already serialised)."""
+    dumps = dump_json
+    return [
+        (
+            p.terminal_id,
+            p.fix_time,
+            p.received_at,
+            p.lat,
+            p.lon,
+            p.altitude_m,
+            p.speed_kmh,
+            p.course,
+            p.satellites,
+            p.hdop,
+            p.valid,
+            p.protocol,
+            dumps(p.alarms) if p.alarms else None,
+            dumps(p.attributes) if p.attributes else None,
+            p.raw,
+            p.flags,
+        )
+        for p in positions
+    ]
+
+
+def event_rows(events: list[EventRow]) -> list[tuple[Any, ...]]:
+    return [
+        (
+            e.terminal_id,
+            e.time,
+            e.type,
+            e.received_at,
+            e.protocol,
+            dump_json(e.alarms),
+            dump_json(e.attributes),
+            e.raw,
+        )
+        for e in events
+    ]
+
+
+def copy_cursor(conn: Connection[Any]) -> Cursor[Any]:
+    """A cursor whose binary COPY takes serialised JSON and bytes with the fastest dumpers."""
+    cur = conn.cursor()
+    cur.adapters.register_dumper(_JsonbMarker, _JsonbTextDumper)
+    cur.adapters.register_dumper(_ByteaMarker, _BYTEA_DUMPER)  # the C one, not dbapi20's
+    return cur
+
+
 def write_batch(conn: Connection[Any], batch: IngestBatch) -> WriteResult:
     """Write the batch in the connection's current transaction (the caller commits);
     ``prepare_connection`` must have run on this connection."""
     result = WriteResult()
-    dumps = dump_json
-    with conn.cursor() as cur:
-        # COPY's set_types(["jsonb"]) then takes our serialised bytes as they are.
-        cur.adapters.register_dumper(_JsonbMarker, _JsonbTextDumper)
-        cur.adapters.register_dumper(_ByteaMarker, _BYTEA_DUMPER)  # the C one, not dbapi20's
+    with copy_cursor(conn) as cur:
         if batch.positions:
-            rows = [
-                (
-                    p.terminal_id,
-                    p.fix_time,
-                    p.received_at,
-                    p.lat,
-                    p.lon,
-                    p.altitude_m,
-                    p.speed_kmh,
-                    p.course,
-                    p.satellites,
-                    p.hdop,
-                    p.valid,
-                    p.protocol,
-                    dumps(p.alarms) if p.alarms else None,
-                    dumps(p.attributes) if p.attributes else None,
-                    p.raw,
-                    p.flags,
-                )
-                for p in batch.positions
-            ]
+            rows = position_rows(batch.positions)
             result.inserted = _insert_skipping_duplicates(cur, "positions", "_positions_staging", rows)
             result.duplicates = len(rows) - result.inserted
         if batch.events:
-            event_rows = [
-                (
-                    e.terminal_id,
-                    e.time,
-                    e.type,
-                    e.received_at,
-                    e.protocol,
-                    dumps(e.alarms),
-                    dumps(e.attributes),
-                    e.raw,
-                )
-                for e in batch.events
-            ]
-            result.events = _insert_skipping_duplicates(cur, "events", "_events_staging", event_rows)
+            result.events = _insert_skipping_duplicates(
+                cur, "events", "_events_staging", event_rows(batch.events)
+            )
         states = state_rows(batch)
         if states:
-            _copy(cur, "_state_staging", STATE_COLUMNS, STATE_TYPES, states)
+            copy_rows(cur, "_state_staging", STATE_COLUMNS, STATE_TYPES, states)
             cur.execute(_UPSERT_STATE)
     return result
 

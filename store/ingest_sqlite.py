@@ -18,7 +18,7 @@ from store.ingest_prepare import (
     state_rows,
     state_upsert_sql,
 )
-from store.records import IngestBatch, WriteResult
+from store.records import EventRow, IngestBatch, PositionRow, WriteResult
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -37,58 +37,62 @@ _UPSERT_STATE = state_upsert_sql(
 )
 
 
+def position_rows(positions: list[PositionRow]) -> list[tuple[Any, ...]]:
+    """Positions as SQLite rows, in ``POSITION_COLUMNS`` order."""
+    epoch, micro, dumps = _EPOCH, _MICROSECOND, dump_json_text
+    return [
+        (
+            p.terminal_id,
+            (p.fix_time - epoch) // micro,
+            (p.received_at - epoch) // micro,
+            p.lat,
+            p.lon,
+            p.altitude_m,
+            p.speed_kmh,
+            p.course,
+            p.satellites,
+            p.hdop,
+            p.valid,
+            p.protocol,
+            dumps(p.alarms) if p.alarms else None,
+            dumps(p.attributes) if p.attributes else None,
+            p.raw,
+            p.flags,
+        )
+        for p in positions
+    ]
+
+
+def event_rows(events: list[EventRow]) -> list[tuple[Any, ...]]:
+    epoch, micro, dumps = _EPOCH, _MICROSECOND, dump_json_text
+    return [
+        (
+            e.terminal_id,
+            (e.time - epoch) // micro,
+            e.type,
+            (e.received_at - epoch) // micro,
+            e.protocol,
+            dumps(e.alarms),
+            dumps(e.attributes),
+            e.raw,
+        )
+        for e in events
+    ]
+
+
 def write_batch(conn: sqlite3.Connection, batch: IngestBatch) -> WriteResult:
     """Write the batch in one transaction and commit it; roll back and raise on failure."""
-    epoch, micro, dumps = _EPOCH, _MICROSECOND, dump_json_text
     result = WriteResult()
     conn.execute("BEGIN IMMEDIATE")
     try:
         if batch.positions:
             before = conn.total_changes
-            conn.executemany(
-                _INSERT_POSITIONS,
-                [
-                    (
-                        p.terminal_id,
-                        (p.fix_time - epoch) // micro,
-                        (p.received_at - epoch) // micro,
-                        p.lat,
-                        p.lon,
-                        p.altitude_m,
-                        p.speed_kmh,
-                        p.course,
-                        p.satellites,
-                        p.hdop,
-                        p.valid,
-                        p.protocol,
-                        dumps(p.alarms) if p.alarms else None,
-                        dumps(p.attributes) if p.attributes else None,
-                        p.raw,
-                        p.flags,
-                    )
-                    for p in batch.positions
-                ],
-            )
+            conn.executemany(_INSERT_POSITIONS, position_rows(batch.positions))
             result.inserted = conn.total_changes - before
             result.duplicates = len(batch.positions) - result.inserted
         if batch.events:
             before = conn.total_changes
-            conn.executemany(
-                _INSERT_EVENTS,
-                [
-                    (
-                        e.terminal_id,
-                        (e.time - epoch) // micro,
-                        e.type,
-                        (e.received_at - epoch) // micro,
-                        e.protocol,
-                        dumps(e.alarms),
-                        dumps(e.attributes),
-                        e.raw,
-                    )
-                    for e in batch.events
-                ],
-            )
+            conn.executemany(_INSERT_EVENTS, event_rows(batch.events))
             result.events = conn.total_changes - before
         conn.executemany(_UPSERT_STATE, [_sqlite_values(row) for row in state_rows(batch)])
         conn.commit()
