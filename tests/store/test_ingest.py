@@ -16,7 +16,7 @@ from store.db import Database, open_database
 from store.ingest import PositionWriter, WriteFailed
 from store.records import Flag, IngestBatch
 from store.tables.positions import events, positions, terminal_state
-from tests.store.conftest import T0, event, position
+from tests.store.support import T0, event, position
 
 
 def state_of(database: Database, terminal_id: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from store.ingest import PositionWriter
 from store.records import Flag, IngestBatch
 from store.tables.registry import installations, terminals, vehicles
 from tests.api.support import api_client, bearer
-from tests.store.conftest import T0, position
+from tests.store.support import T0, position
 
 OURS, THEIRS = "860000000000009", "860000000000017"
 RANGE = {"start": "2026-11-01T07:00:00Z", "end": "2026-11-02T07:00:00Z"}

@@ -26,7 +26,7 @@ from store.queries import (
     track,
 )
 from store.records import Flag, IngestBatch
-from tests.store.conftest import T0, event, position
+from tests.store.support import T0, event, position
 
 END = T0 + timedelta(days=1)
 

@@ -1,25 +1,13 @@
-"""Fixtures of the store tests: a migrated database on each backend and row builders."""
+"""Row builders of the store tests (the migrated ``database`` fixture is in tests/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
-
-from store.db import Database, open_database
 from store.records import EventRow, PositionRow
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def database(db_url: str) -> Iterator[Database]:
-    """A migrated database, once on SQLite and once on PostgreSQL."""
-    database = open_database(db_url)
-    yield database
-    database.dispose()
 
 
 def position(terminal_id: str = "T1", seconds: float = 0, **values: Any) -> PositionRow:
