@@ -1,10 +1,11 @@
 """Every TimescaleDB statement gpsfleet issues, in one place, and when it issues them.
 
 After the migrations, on PostgreSQL: when the server has the ``timescaledb`` extension,
-``positions`` becomes a hypertable on ``fix_time`` with compression (segmented by
-terminal, newest first), a compression policy, an optional retention policy and a
-continuous aggregate of hourly figures per terminal (``positions_hourly``) kept fresh by
-a refresh policy.  Without the extension the same tables stay plain, and one log line
+``positions`` (on ``fix_time``) and ``events`` (on ``time``) become hypertables with
+compression (segmented by terminal, newest first), a compression policy and an optional
+retention policy, and a continuous aggregate of hourly figures per terminal
+(``positions_hourly``) is kept fresh by a refresh policy.  Without the extension the
+same tables stay plain, and one log line
 says so.  Every statement can run again at each start: policies are removed and added
 again so that changed settings take effect.
 """
@@ -39,20 +40,28 @@ def _interval(value: str, setting: str) -> str:
     return f"INTERVAL '{text}'"
 
 
-_ENABLE_COMPRESSION = """\
+# The time-series tables and their time columns.  ``events`` (heartbeats every minute or
+# so from every terminal) grows as fast as ``positions`` and gets the same treatment.
+HYPERTABLES = {"positions": "fix_time", "events": "time"}
+
+
+def _enable_compression(table: str, time_column: str) -> str:
+    # Only once: TimescaleDB refuses to change the settings of a table with compressed chunks.
+    return f"""\
 DO $$
 BEGIN
   IF NOT EXISTS (
     SELECT 1 FROM timescaledb_information.hypertables
-    WHERE hypertable_name = 'positions' AND compression_enabled
+    WHERE hypertable_name = '{table}' AND compression_enabled
   ) THEN
-    ALTER TABLE positions SET (
+    ALTER TABLE {table} SET (
       timescaledb.compress,
       timescaledb.compress_segmentby = 'terminal_id',
-      timescaledb.compress_orderby = 'fix_time DESC'
+      timescaledb.compress_orderby = '{time_column} DESC'
     );
   END IF;
 END $$"""
+
 
 # Distance comes from the odometer the terminals report (cheap: no window functions,
 # which a continuous aggregate cannot hold); NULL when a terminal reports none.
@@ -81,19 +90,20 @@ def timescale_statements(settings: TimescaleSettings) -> list[str]:
     """The statements ``apply_timescale`` issues for these settings, in order."""
     chunk = _interval(settings.chunk_interval, "chunk_interval")
     compress_after = _interval(settings.compress_after, "compress_after")
-    statements = [
-        "CREATE EXTENSION IF NOT EXISTS timescaledb",
-        "SELECT create_hypertable('positions', 'fix_time', "
-        f"chunk_time_interval => {chunk}, if_not_exists => TRUE, migrate_data => TRUE)",
-        f"SELECT set_chunk_time_interval('positions', {chunk})",
-        _ENABLE_COMPRESSION,
-        "SELECT remove_compression_policy('positions', if_exists => TRUE)",
-        f"SELECT add_compression_policy('positions', {compress_after})",
-        "SELECT remove_retention_policy('positions', if_exists => TRUE)",
-    ]
-    if settings.retention is not None:
-        retention = _interval(settings.retention, "retention")
-        statements.append(f"SELECT add_retention_policy('positions', {retention})")
+    retention = _interval(settings.retention, "retention") if settings.retention is not None else None
+    statements = ["CREATE EXTENSION IF NOT EXISTS timescaledb"]
+    for table, time_column in HYPERTABLES.items():
+        statements += [
+            f"SELECT create_hypertable('{table}', '{time_column}', "
+            f"chunk_time_interval => {chunk}, if_not_exists => TRUE, migrate_data => TRUE)",
+            f"SELECT set_chunk_time_interval('{table}', {chunk})",
+            _enable_compression(table, time_column),
+            f"SELECT remove_compression_policy('{table}', if_exists => TRUE)",
+            f"SELECT add_compression_policy('{table}', {compress_after})",
+            f"SELECT remove_retention_policy('{table}', if_exists => TRUE)",
+        ]
+        if retention is not None:
+            statements.append(f"SELECT add_retention_policy('{table}', {retention})")
     statements += [
         _HOURLY_VIEW,
         f"SELECT remove_continuous_aggregate_policy('{HOURLY_VIEW}', if_exists => TRUE)",
@@ -117,7 +127,7 @@ def apply_timescale(conn: Connection, settings: TimescaleSettings) -> bool:
     if not timescale_available(conn):
         log.info(
             "TimescaleDB is not available on this server: plain PostgreSQL is used "
-            "(positions is not a hypertable; no compression, retention or hourly aggregate)"
+            "(positions and events are not hypertables; no compression, retention or hourly aggregate)"
         )
         return False
     try:
@@ -132,7 +142,7 @@ def apply_timescale(conn: Connection, settings: TimescaleSettings) -> bool:
     for statement in statements[1:]:
         conn.exec_driver_sql(statement)
     log.info(
-        "TimescaleDB: positions is a hypertable (chunks of %s, compressed after %s, retention %s) "
+        "TimescaleDB: positions and events are hypertables (chunks of %s, compressed after %s, retention %s) "
         "with the hourly aggregate %s",
         settings.chunk_interval,
         settings.compress_after,

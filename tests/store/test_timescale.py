@@ -15,23 +15,28 @@ from store.timescale import timescale_statements
 
 def test_the_statements_issued_for_the_default_settings() -> None:
     statements = timescale_statements(TimescaleSettings())
-    assert statements[:3] == [
-        "CREATE EXTENSION IF NOT EXISTS timescaledb",
-        "SELECT create_hypertable('positions', 'fix_time', chunk_time_interval => INTERVAL '1 day', "
-        "if_not_exists => TRUE, migrate_data => TRUE)",
-        "SELECT set_chunk_time_interval('positions', INTERVAL '1 day')",
-    ]
-    compression = statements[3]
-    assert compression.startswith("DO $$") and "compression_enabled" in compression
-    assert "timescaledb.compress_segmentby = 'terminal_id'" in compression
-    assert "timescaledb.compress_orderby = 'fix_time DESC'" in compression
-    assert statements[4:8] == [
-        "SELECT remove_compression_policy('positions', if_exists => TRUE)",
-        "SELECT add_compression_policy('positions', INTERVAL '7 days')",
-        "SELECT remove_retention_policy('positions', if_exists => TRUE)",
-        "SELECT add_retention_policy('positions', INTERVAL '365 days')",
-    ]
-    view = statements[8]
+    assert statements[0] == "CREATE EXTENSION IF NOT EXISTS timescaledb"
+    for offset, (table, time_column) in ((1, ("positions", "fix_time")), (8, ("events", "time"))):
+        assert statements[offset : offset + 2] == [
+            f"SELECT create_hypertable('{table}', '{time_column}', chunk_time_interval => INTERVAL '1 day', "
+            "if_not_exists => TRUE, migrate_data => TRUE)",
+            f"SELECT set_chunk_time_interval('{table}', INTERVAL '1 day')",
+        ]
+        compression = statements[offset + 2]
+        assert (
+            compression.startswith("DO $$")
+            and f"hypertable_name = '{table}' AND compression_enabled" in compression
+        )
+        assert f"ALTER TABLE {table} SET (" in compression
+        assert "timescaledb.compress_segmentby = 'terminal_id'" in compression
+        assert f"timescaledb.compress_orderby = '{time_column} DESC'" in compression
+        assert statements[offset + 3 : offset + 7] == [
+            f"SELECT remove_compression_policy('{table}', if_exists => TRUE)",
+            f"SELECT add_compression_policy('{table}', INTERVAL '7 days')",
+            f"SELECT remove_retention_policy('{table}', if_exists => TRUE)",
+            f"SELECT add_retention_policy('{table}', INTERVAL '365 days')",
+        ]
+    view = statements[15]
     assert view.startswith(
         "CREATE MATERIALIZED VIEW IF NOT EXISTS positions_hourly\nWITH (timescaledb.continuous)"
     )
@@ -39,7 +44,7 @@ def test_the_statements_issued_for_the_default_settings() -> None:
         assert figure in view
     assert "time_bucket(INTERVAL '1 hour', fix_time)" in view and "WHERE flags = 0" in view
     assert view.endswith("WITH NO DATA")
-    assert statements[9:] == [
+    assert statements[16:] == [
         "SELECT remove_continuous_aggregate_policy('positions_hourly', if_exists => TRUE)",
         "SELECT add_continuous_aggregate_policy('positions_hourly', start_offset => INTERVAL '3 days', "
         "end_offset => INTERVAL '1 hour', schedule_interval => INTERVAL '30 minutes')",
@@ -52,11 +57,12 @@ def test_the_settings_are_reflected_and_no_retention_means_no_retention_policy()
     )
     assert "chunk_time_interval => INTERVAL '6 hours'" in statements[1]
     assert "SELECT add_compression_policy('positions', INTERVAL '2 days')" in statements
+    assert "SELECT add_compression_policy('events', INTERVAL '2 days')" in statements
     assert not [s for s in statements if "add_retention_policy" in s]
-    assert (
-        "SELECT remove_retention_policy('positions', if_exists => TRUE)" in statements
-    )  # one set before goes
-    assert len(statements) == len(timescale_statements(TimescaleSettings())) - 1
+    for table in ("positions", "events"):  # a policy set before goes
+        assert f"SELECT remove_retention_policy('{table}', if_exists => TRUE)" in statements
+    assert len(statements) == len(timescale_statements(TimescaleSettings())) - 2
+    assert "INTERVAL '30 days'" in timescale_statements(TimescaleSettings(retention="30 days"))[7]
 
 
 @pytest.mark.parametrize("bad", ["7", "1 fortnight", "1 day'); DROP TABLE positions; --", ""])
