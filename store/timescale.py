@@ -5,9 +5,8 @@ After the migrations, on PostgreSQL: when the server has the ``timescaledb`` ext
 compression (segmented by terminal, newest first), a compression policy and an optional
 retention policy, and a continuous aggregate of hourly figures per terminal
 (``positions_hourly``) is kept fresh by a refresh policy.  Without the extension the
-same tables stay plain, and one log line
-says so.  Every statement can run again at each start: policies are removed and added
-again so that changed settings take effect.
+same tables stay plain, and one log line says so.  Every statement can run again at each
+start: policies are removed and added again so that changed settings take effect.
 """
 
 from __future__ import annotations
