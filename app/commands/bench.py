@@ -6,6 +6,7 @@ import argparse
 from types import ModuleType
 
 from benchmarks import fleet_import
+from benchmarks import ingest as ingest_bench
 from benchmarks import decode as decode_bench
 from benchmarks import store as store_bench
 
@@ -14,6 +15,7 @@ BENCHMARKS: list[ModuleType] = [
     store_bench,
     decode_bench,
     fleet_import,
+    ingest_bench,
 ]
 
 

@@ -203,7 +203,7 @@ async def eventually(check: Any, timeout: float = 10.0, every: float = 0.05) -> 
         if value:
             return value
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {check}")
+            raise AssertionError(f"condition not met within {timeout}s: {check} (last value {value!r})")
         await asyncio.sleep(every)
 
 
@@ -213,3 +213,63 @@ def run(coro: Any) -> Any:
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(coro)
+
+
+async def stop_and_wait(
+    protocol: str,
+    device_id: str,
+    host: str,
+    port: int,
+    stop: asyncio.Event,
+    acked: list[datetime],
+    *,
+    start: datetime,
+    retransmit_after: float = 2.0,
+    pace: float = 0.01,
+) -> int:
+    """A terminal that sends one fix, waits for its acknowledgement (retransmitting the same
+    frame, reconnecting when the connection breaks) and goes on until ``stop`` is set.
+    Appends the fix time of every acknowledged fix to ``acked``; returns fixes sent."""
+    sent = 0
+    terminal: Terminal | None = None
+    index = 0
+    pending: tuple[Outgoing, datetime] | None = None
+    while not stop.is_set() or pending is not None:
+        if terminal is None:
+            try:
+                terminal = Terminal(protocol, device_id, host, port)
+                await terminal.connect()
+                await terminal.handshake()
+            except (OSError, TimeoutError, ConnectionError):
+                terminal = None
+                await asyncio.sleep(0.2)
+                if stop.is_set() and pending is not None and index > 10_000:
+                    break
+                continue
+        if pending is None:
+            message = fix(index, start=start)
+            assert message.time is not None
+            pending = (terminal.codec.position(message), message.time)
+            index += 1
+            sent += 1
+        out, fix_time = pending
+        try:
+            ok = await terminal.send(out, timeout=retransmit_after)
+        except (OSError, ConnectionError):
+            ok = False
+        if ok:
+            acked.append(fix_time)
+            pending = None
+            if pace:
+                await asyncio.sleep(pace)
+        elif (
+            terminal.writer is None
+            or terminal.writer.is_closing()
+            or terminal.reader is None
+            or terminal.reader.at_eof()
+        ):
+            await terminal.close()
+            terminal = None
+    if terminal is not None:
+        await terminal.close()
+    return sent
