@@ -74,7 +74,7 @@ def split(buffer: bytes) -> Split:
                 garbage += 1  # no '#' in reach, or another start first: resync
                 position += 1
                 continue
-            restart = buffer.find(b"*", position + 1, end)
+            restart = _next_start(buffer, position + 1, end)
             if restart >= 0:  # a frame cut short and followed by a new one
                 garbage += restart - position
                 position = restart
@@ -112,8 +112,12 @@ def split_datagram(datagram: bytes) -> Split:
     return Split(len(datagram), result.frames, result.garbage)
 
 
-def _next_start(buffer: bytes, start: int) -> int:
-    found = [index for index in (buffer.find(b"*", start), buffer.find(b"$", start)) if index >= 0]
+def _next_start(buffer: bytes, start: int, end: int | None = None) -> int:
+    """Where the next frame marker is (text frames never hold ``*`` or ``$``), or -1."""
+    limit = len(buffer) if end is None else end
+    found = [
+        index for index in (buffer.find(b"*", start, limit), buffer.find(b"$", start, limit)) if index >= 0
+    ]
     return min(found) if found else -1
 
 

@@ -9,9 +9,11 @@ Two ways in:
   glued in front of a sentence: ``<id>$GPRMC``, ``<id>,$GPRMC``, ``4711/<imei>/$GPRMC``),
   then sentences, vendor sentences (``$GPRMA``, ``$TRCCR``, ``$GPIOP``) and ``QZE`` lines.
 
-Sentences are parsed by pynmea2 (after the checksum is normalised: ``A * 72`` spacing and
-vendor fields glued after ``*hh`` are cut; a truncated ``*7`` counts as no checksum).  A
-wrong checksum raises ``ChecksumError`` unless ``ctx.lenient``.
+The checksum is checked here (``A * 72`` spacing and vendor fields glued after ``*hh`` are
+tolerated; a truncated ``*7`` counts as no checksum); a wrong one raises ``ChecksumError``
+unless ``ctx.lenient``, which flags ``checksum_ok: False``.  pynmea2 then parses the
+sentence once; the decoder reads its field strings directly.  GSV (satellites in view)
+adds nothing to a position: it is checked, not parsed.
 
 Epochs: RMC, GGA and GLL carry the time of day; GSA and VTG belong to the epoch of the last
 timed sentence.  The sentences of one epoch are merged into one position.  The epoch is

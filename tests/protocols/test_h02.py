@@ -329,3 +329,12 @@ def test_device_heartbeat_and_status() -> None:
     assert link.alarms == [Alarm.POWER_CUT]
     assert link.attributes[Attr.BATTERY_LEVEL] == 40
     assert link.attributes[Attr.GSM_SIGNAL] == 60
+
+
+def test_cut_text_frame_before_a_binary_frame_holding_hash_bytes() -> None:
+    device = h02.H02Device("2705171109", binary=True)
+    fix = Message(MessageType.POSITION, time=datetime(2023, 3, 23, 23, 23, 23, tzinfo=UTC), lat=1.0, lon=2.0)
+    binary = device.position(fix).data
+    assert b"#" in binary  # 0x23 is the BCD of 23
+    text = b"*HQ,2705171109,V1,213324,A,5002.5849,N,01433.7822,E,0.00,000,140613,FFFFFFFF#"
+    assert run_framer(h02.SPEC, [text[:30] + binary + text]) == [binary, text]
