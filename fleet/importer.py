@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, TextIO
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
@@ -204,10 +204,8 @@ class _Entity:
             }
             for p in self.creates
         ]
-        key_column = self.table.c[self.key]
-        inserted = self.table.insert().returning(self.table.c.id, key_column)
-        for record_id, key in _write_batches(
-            conn, inserted, create_rows, self.creates, report, self.what, returns=True
+        for record_id, key in _insert_rows(
+            conn, self.table, create_rows, self.creates, report, self.what, self.key
         ):
             self.existing[key] = (record_id, self.existing[key][1])  # the real id replaces the stand-in
         if self.updates:
@@ -269,6 +267,53 @@ def _write_batches(
                     plan.row, "row", f"{what} {plan.key}: the database refused it: {_first_line(exc)}"
                 )
     return returned
+
+
+def _insert_rows(
+    conn: Connection,
+    table: Table,
+    rows: list[dict[str, Any]],
+    planned: list[_Planned],
+    report: _Reporter,
+    what: str,
+    key: str | None,
+) -> list[tuple[int, Any]]:
+    """Insert ``rows``; returns (id, key) of the new rows when ``key`` is given.
+
+    On PostgreSQL each batch goes through COPY (many-row INSERTs cost more to parse than
+    to run); a batch COPY refuses, or any batch on SQLite, goes through ``_write_batches``.
+    """
+    if conn.dialect.name != "postgresql":
+        statement = table.insert().returning(table.c.id, table.c[key]) if key else table.insert()
+        return [
+            tuple(r) for r in _write_batches(conn, statement, rows, planned, report, what, returns=bool(key))
+        ]
+    import psycopg
+
+    created: list[tuple[int, Any]] = []
+    for start in range(0, len(rows), BATCH_ROWS):
+        batch, batch_plans = rows[start : start + BATCH_ROWS], planned[start : start + BATCH_ROWS]
+        if not batch:
+            continue
+        columns = list(batch[0])
+        try:
+            with conn.begin_nested():
+                cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+                    for values in batch:
+                        copy.write_row([values[c] for c in columns])
+        except psycopg.Error:
+            statement = table.insert().returning(table.c.id, table.c[key]) if key else table.insert()
+            returned = _write_batches(conn, statement, batch, batch_plans, report, what, returns=bool(key))
+            created.extend(tuple(r) for r in returned)
+            continue
+        if key:
+            found = conn.execute(
+                text(f"SELECT id, {key} FROM {table.name} WHERE {key} = ANY(:keys)"),
+                {"keys": [values[key] for values in batch]},
+            )
+            created.extend((int(r[0]), r[1]) for r in found)
+    return created
 
 
 def _first_line(exc: BaseException) -> str:
@@ -531,7 +576,7 @@ def _write_installations(imp: _Importer, report: _Reporter, *, set_statuses: boo
     hist = imp.installations
     conn, now = imp.conn, imp.now
     create_rows = [{**p.values, "created_at": now} for p in hist.creates]
-    _write_batches(conn, installations.insert(), create_rows, hist.creates, report, "installation")
+    _insert_rows(conn, installations, create_rows, hist.creates, report, "installation", None)
     if hist.updates:
         statement = (
             update(installations)

@@ -194,3 +194,26 @@ def test_cli_import_prints_summary_and_exits_1_on_bad_rows(
     assert (
         exported.read_text(encoding="utf-8").splitlines()[1].startswith("ACME,Acme Logistics,company,Li Wei")
     )
+
+
+def test_a_row_the_database_refuses_fails_alone(database: Database) -> None:
+    """A key taken by another writer after planning: the batch falls back row by row."""
+    from datetime import UTC, datetime
+
+    from fleet.importer import _insert_rows, _Planned, _Reporter
+    from store.tables.registry import customers
+
+    with database.engine.begin() as conn:
+        service.create_customer(conn, name="Taken", code="TAKEN")
+    now = datetime.now(UTC)
+    rows = [
+        {"code": code, "name": code, "kind": "company", "created_at": now, "updated_at": now}
+        for code in ("NEW-1", "TAKEN", "NEW-2")
+    ]
+    planned = [_Planned(row, row_values["code"], row_values) for row, row_values in enumerate(rows, start=2)]
+    report = _Reporter()
+    with database.engine.begin() as conn:
+        created = _insert_rows(conn, customers, rows, planned, report, "customer", "code")
+    assert sorted(key for _, key in created) == ["NEW-1", "NEW-2"]
+    assert list(report.failed_rows) == [3] and "TAKEN" in report.failed_rows[3].message
+    assert _count(database, customers) == 3
