@@ -384,3 +384,14 @@ def test_device_status_and_corrupt_checksum() -> None:
         feed(context(terminal_id="x"), broken.decode().strip())
     assert nmea.NmeaDevice("x", transport="serial").handshake() is None
     assert device.on_reply(b"anything").acked == []
+
+
+def test_a_bad_copy_before_the_good_line_loses_nothing() -> None:
+    device = nmea.NmeaDevice("358244017671308")
+    good = nmea.sentence("GPRMC,012006,A,4828.10,N,1353.52,E,0.00,0.00,180915,020.3,E").encode()
+    frames = run_framer(nmea.SPEC, [device.corrupt_checksum(good) + good])
+    assert len(frames) == 2
+    ctx = context(terminal_id="358244017671308")
+    with pytest.raises(ChecksumError):
+        nmea.decode(frames[0], ctx)
+    assert fixes(nmea.decode(frames[1], ctx).messages)
