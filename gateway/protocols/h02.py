@@ -10,6 +10,8 @@ with odometer and serving cell.  There is no length field: over TCP the framer t
 frame the next start marker (or the end of the buffered bytes) delimits; a UDP datagram is
 one or several whole frames.  No checksum in either form.
 
+Frames that start with ``X`` (a vendor binary variant) are skipped as garbage.
+
 Time is UTC, speed is knots (reported as km/h).  The status word is active-low: bit 0
 vibration, bit 1 or 18 SOS, bit 2 overspeed, bit 19 power cut; bit 10 set = ignition on.
 
@@ -49,14 +51,13 @@ from gateway.protocols.nmea import (
 
 MAX_TEXT = 1024
 SHORT, LONG_ID, LONG, LONGER = 32, 42, 45, 48
-BINARY_LENGTHS = (SHORT, LONG_ID, LONG, LONGER)
-_STARTS = b"*$"
 _TRAILERS = b"\r\n"
 
 # --------------------------------------------------------------------------- framer
 
 
 def split(buffer: bytes) -> Split:
+    """Text frames run from ``*`` to ``#``; binary ones from ``$`` over a fixed layout."""
     frames: list[bytes] = []
     garbage = 0
     position = 0
@@ -69,7 +70,7 @@ def split(buffer: bytes) -> Split:
         if marker == 0x2A:  # '*' text frame up to '#'
             end = buffer.find(b"#", position + 1, position + MAX_TEXT)
             if end < 0:
-                if size - position < MAX_TEXT and buffer.find(b"*", position + 1) < 0:
+                if size - position < MAX_TEXT and _next_start(buffer, position + 1) < 0:
                     break  # need more bytes
                 garbage += 1  # no '#' in reach, or another start first: resync
                 position += 1
