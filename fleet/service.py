@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
+from uuid import uuid4
 
 from sqlalchemy import Table, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Row
@@ -117,7 +118,7 @@ def create_customer(
     values = customer_values(
         name=name,
         kind=kind,
-        code=code or f"pending-{now.timestamp()}-{name}"[:40],
+        code=code or f"pending-{uuid4().hex}",  # replaced by C<id> below
         contact_name=contact_name,
         phone=phone,
         email=email,

@@ -217,3 +217,30 @@ def test_a_row_the_database_refuses_fails_alone(database: Database) -> None:
     assert sorted(key for _, key in created) == ["NEW-1", "NEW-2"]
     assert list(report.failed_rows) == [3] and "TAKEN" in report.failed_rows[3].message
     assert _count(database, customers) == 3
+
+
+def test_progress_bar_on_stderr_only_when_asked(
+    catalogue: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _load(catalogue, "customers", CUSTOMERS, progress=False)
+    assert capsys.readouterr().err == ""  # and by default only when stderr is a terminal (not here)
+    _load(catalogue, "customers", CUSTOMERS)
+    assert capsys.readouterr().err == ""
+    _load(catalogue, "customers", CUSTOMERS, progress=True)
+    assert "import customers" in capsys.readouterr().err
+
+
+def test_drivers_are_referenced_by_licence_from_vehicles(catalogue: Database) -> None:
+    database = catalogue
+    _load(database, "customers", CUSTOMERS)
+    drivers = "licence_number,name,phone,customer_code\nGD-001,Chen Jie,13700000000,ACME\n"
+    assert _load(database, "drivers", drivers).created == 1
+    text = "plate,customer_code,driver_licence\n粤B20001,ACME,GD-001\n粤B20002,ACME,GD-404\n"
+    report = _load(database, "vehicles", text)
+    assert report.created == 1 and [(e.row, e.field) for e in report.errors] == [(3, "driver_licence")]
+    with database.engine.connect() as conn:
+        vehicle = service.vehicle_by_plate(conn, "粤B20001")
+    assert vehicle["driver_id"] is not None
+    out = io.StringIO()
+    export_csv(database, "drivers", out)
+    assert _load(database, "drivers", out.getvalue()).unchanged == 1
