@@ -54,6 +54,11 @@ AUTHENTICATE = 0x0102
 ATTRIBUTES = 0x0107
 LOCATION = 0x0200
 BATCH = 0x0704
+LOCATION_ANSWER = 0x0201
+CONTROL_ANSWER = 0x0500
+TIME_QUERY = 0x0004  # 2019: query server time
+TIME_SYNC = 0x0109  # vendor time synchronisation request
+TRANSPARENT = 0x0900
 LOCATION_2 = 0x5501  # vendor: JT600-style binary location
 BLIND_LOCATION_2 = 0x5502  # vendor: the same, stored while offline
 VENDOR_LOCATIONS = frozenset({LOCATION_2, BLIND_LOCATION_2})
@@ -753,6 +758,27 @@ def _logout(frame: Frame, ctx: DecodeContext) -> list[Message]:
     return []
 
 
+def _location_answer(frame: Frame, ctx: DecodeContext) -> list[Message]:
+    """0x0201 location query / 0x0500 vehicle control answers: reply serial, 0x0200 body."""
+    body = frame.body
+    message = decode_location(body, 2, len(body), frame.terminal_id, ctx)
+    message.attributes["jt808.reply_serial"] = _U16.unpack_from(body)[0]
+    return [message]
+
+
+def _time_request(frame: Frame, ctx: DecodeContext) -> list[Message]:
+    return [Message(MessageType.TIME_REQUEST, frame.terminal_id)]
+
+
+def _transparent(frame: Frame, ctx: DecodeContext) -> list[Message]:
+    """0x0900 pass-through data: its type byte and the data, kept raw."""
+    body = frame.body
+    if not body:
+        raise MalformedFrame("empty pass-through message")
+    attrs = {"jt808.transparent_type": body[0], "jt808.transparent": body[1:].hex()}
+    return [Message(MessageType.INFO, frame.terminal_id, attributes=attrs)]
+
+
 Handler = Callable[[Frame, DecodeContext], list[Message]]
 HANDLERS: dict[int, Handler] = {
     TERMINAL_RESPONSE: _terminal_response,
@@ -765,9 +791,16 @@ HANDLERS: dict[int, Handler] = {
     BATCH: _batch,
     LOCATION_2: _vendor_location,
     BLIND_LOCATION_2: _vendor_location,
+    LOCATION_ANSWER: _location_answer,
+    CONTROL_ANSWER: _location_answer,
+    TIME_QUERY: _time_request,
+    TIME_SYNC: _time_request,
+    TRANSPARENT: _transparent,
 }
 # Terminal messages the platform acknowledges with 0x8001 (a response is not answered).
 ACKNOWLEDGED = frozenset({HEARTBEAT, LOGOUT, AUTHENTICATE, LOCATION, BATCH})
+# Time requests and the message id of their answer (UTC, BCD YYMMDDhhmmss).
+TIME_ANSWERS = {TIME_QUERY: 0x8004, TIME_SYNC: 0x8109}
 
 # --------------------------------------------------------------------------- replies
 
@@ -863,6 +896,10 @@ def decode(frame: bytes, ctx: DecodeContext) -> Decoded:
         reply: bytes | None = register_response(opened, ctx)
     elif opened.msg_id in ACKNOWLEDGED:
         reply = general_response(opened, ctx)
+    elif opened.msg_id in TIME_ANSWERS:
+        now = bytes.fromhex(ctx.now().astimezone(UTC).strftime("%y%m%d%H%M%S"))
+        answer = TIME_ANSWERS[opened.msg_id]
+        reply = encode_frame(answer, opened.phone_bcd, _platform_serial(ctx), now, opened.version)
     else:
         reply = None
     return Decoded(messages, reply, opened.terminal_id)

@@ -134,7 +134,7 @@ def test_wrong_body_length_is_malformed():
 
 
 def test_unknown_message_is_unsupported():
-    frame = jt808.encode_frame(0x0900, bytes.fromhex(PHONE), 1, b"\xf0\x01")
+    frame = jt808.encode_frame(0x0F0F, bytes.fromhex(PHONE), 1, b"\xf0\x01")
     with pytest.raises(UnsupportedMessage):
         SPEC.decode(frame, ctx())
 
@@ -413,3 +413,23 @@ def test_text_frames_on_the_same_port():
     assert decoded.reply == b"(794104004140,1,001,BASE,2,20240501000000)"
     (answer,) = SPEC.decode(b"(794104004140,OK,RELAY,1)", ctx()).messages
     assert answer.type == MessageType.COMMAND_RESULT and answer.attributes["result"] == "OK,RELAY,1"
+
+
+def test_location_query_answer_and_pass_through():
+    phone = bytes.fromhex(PHONE)
+    location = jt808.encode_location(fix(), CST)
+    frame = jt808.encode_frame(jt808.LOCATION_ANSWER, phone, 5, struct.pack(">H", 0x0102) + location)
+    (answer,) = SPEC.decode(frame, ctx()).messages
+    assert answer.lat == 22.54321 and answer.attributes["jt808.reply_serial"] == 0x0102
+    frame = jt808.encode_frame(jt808.TRANSPARENT, phone, 6, b"\xf0\x01\x02")
+    decoded = SPEC.decode(frame, ctx())
+    assert decoded.messages[0].attributes["jt808.transparent"] == "0102" and decoded.reply is None
+
+
+@pytest.mark.parametrize(("request_id", "answer_id"), [(0x0004, 0x8004), (0x0109, 0x8109)])
+def test_time_requests_are_answered_in_utc(request_id, answer_id):
+    frame = jt808.encode_frame(request_id, bytes.fromhex(PHONE), 5, b"")
+    decoded = SPEC.decode(frame, ctx())
+    assert decoded.messages[0].type == MessageType.TIME_REQUEST
+    answer = jt808.open_frame(decoded.reply, lenient=False)
+    assert answer.msg_id == answer_id and answer.body == bytes.fromhex("240501000000")
