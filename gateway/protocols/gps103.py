@@ -65,10 +65,11 @@ ALARM_KEYWORDS = {alarm: keyword for keyword, alarm in KEYWORD_ALARMS.items() if
 # --------------------------------------------------------------------------- framer
 
 _DELIMITER = re.compile(rb"[;*\r\n]")
-_CONTROL = bytes(range(0, 32)) + bytes(range(127, 256))
+_CONTROL = bytes(range(0, 32)) + b"\x7f"  # latin-1 letters may appear in keywords
 
 
 def split(buffer: bytes) -> Split:
+    """Frames end at ``;``, ``*`` or a line end; an unterminated one at the next ``imei:``."""
     frames: list[bytes] = []
     garbage = 0
     position = 0
