@@ -50,7 +50,9 @@ class PositionWriter:
         try:
             if self.database.is_postgres:
                 return self._write_postgres(pooled, batch)
-            return ingest_sqlite.write_batch(cast(sqlite3.Connection, pooled.driver_connection), batch)
+            conn = cast(sqlite3.Connection, pooled.driver_connection)
+            ingest_sqlite.prepare_connection(conn, pooled.info)
+            return ingest_sqlite.write_batch(conn, batch)
         except Exception as exc:
             driver = pooled.driver_connection
             if isinstance(driver, psycopg.Connection) and (driver.closed or driver.broken):

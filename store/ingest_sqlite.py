@@ -80,6 +80,19 @@ def event_rows(events: list[EventRow]) -> list[tuple[Any, ...]]:
     ]
 
 
+_PREPARED = "gpsfleet_ingest_ready"  # key in the pooled connection's info dict
+# The positions key index takes inserts at as many places as there are terminals in a
+# batch; a page cache larger than the default 2 MB keeps those pages in memory.
+CACHE_KIB = 32 * 1024
+
+
+def prepare_connection(conn: sqlite3.Connection, info: dict[str, Any]) -> None:
+    """Once per connection: the larger page cache for bulk writes."""
+    if not info.get(_PREPARED):
+        conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+        info[_PREPARED] = True
+
+
 def write_batch(conn: sqlite3.Connection, batch: IngestBatch) -> WriteResult:
     """Write the batch in one transaction and commit it; roll back and raise on failure."""
     result = WriteResult()
@@ -102,12 +115,20 @@ def write_batch(conn: sqlite3.Connection, batch: IngestBatch) -> WriteResult:
     return result
 
 
-def _sqlite_values(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple(
-        (value - _EPOCH) // _MICROSECOND
-        if isinstance(value, datetime)
-        else value.decode()
-        if isinstance(value, bytes)
-        else value
-        for value in row
-    )
+_STATE_TIMES = tuple(
+    STATE_COLUMNS.index(c)
+    for c in ("last_seen", "fix_time", "fix_received_at", "attributes_time", "alarms_time")
+)
+_STATE_JSON = tuple(STATE_COLUMNS.index(c) for c in ("attributes", "alarms"))
+
+
+def _sqlite_values(row: tuple[Any, ...]) -> list[Any]:
+    """A state row with times as integer microseconds and JSON as text."""
+    values = list(row)
+    for i in _STATE_TIMES:
+        if (value := values[i]) is not None:
+            values[i] = (value - _EPOCH) // _MICROSECOND
+    for i in _STATE_JSON:
+        if (value := values[i]) is not None:
+            values[i] = value.decode()
+    return values
