@@ -56,6 +56,7 @@ STRING_INFO = 0x21
 GPS_LBS_2 = 0x22
 HEARTBEAT = 0x23
 ALARM_2 = 0x26
+ADDRESS_REQUEST = 0x2A
 ALARM_3 = 0x27
 GPS_LBS_3 = 0x2D
 GPS_LBS_4 = 0x31
@@ -430,6 +431,11 @@ def _gps_lbs(packet: Packet, ctx: DecodeContext) -> list[Message]:
     return [message]
 
 
+def _gps_only(packet: Packet, ctx: DecodeContext) -> list[Message]:
+    """A GPS block followed by fields that are not a cell (0x2A: the phone asking)."""
+    return [read_gps(packet.content, 0, ctx)]
+
+
 def _x1_gps(packet: Packet, ctx: DecodeContext) -> list[Message]:
     """0x34: a 4-byte prefix, then the GPS block."""
     return [read_gps(packet.content, 4, ctx)]
@@ -732,6 +738,7 @@ HANDLERS: dict[int, Handler] = {
     ALARM_4: _az735,
     TIME_REQUEST: _time_request,
     INFO: _info,
+    ADDRESS_REQUEST: _gps_only,
     ALARM_JC100: _jc100_alarm,
     WIFI: _wifi,
     WIFI_2: _wifi,
@@ -789,6 +796,9 @@ def decode(frame: bytes, ctx: DecodeContext) -> Decoded:
         answer = reply(packet.protocol, serial)
     elif packet.protocol == TIME_REQUEST:
         answer = time_reply(serial, ctx.now())
+    elif packet.protocol in (WIFI, WIFI_2) and len(packet.content) >= 6:
+        # the Wi-Fi packet's own BCD time echoed, without length, serial or CRC
+        answer = b"\x78\x78\x00" + bytes((packet.protocol,)) + packet.content[:6] + END
     terminal_id = messages[0].terminal_id if packet.protocol == LOGIN else None
     return Decoded(messages, answer, terminal_id)
 

@@ -97,8 +97,10 @@ def test_wifi_packets_frame_on_the_line_end():
     for frame in wifi:
         with pytest.raises(ChecksumError):
             SPEC.decode(frame, ctx())
-        (message,) = SPEC.decode(frame, ctx(lenient=True)).messages
+        decoded = SPEC.decode(frame, ctx(lenient=True))
+        (message,) = decoded.messages
         assert message.time is not None and message.attributes["checksum_ok"] is False
+        assert decoded.reply == b"\x78\x78\x00" + frame[3:4] + frame[4:10] + b"\r\n"
 
 
 def test_three_long_frames_in_one_buffer():
@@ -297,3 +299,11 @@ def test_4g_gps_packet():
     assert message.attributes["cell"] == {"mcc": 460, "mnc": 1, "lac": 0x12345, "cid": 987654321}
     assert message.attributes["ignition"] is True and message.attributes["archived"] is True
     assert message.attributes["odometer_m"] == 777
+
+
+def test_address_request_carries_a_fix():
+    gps = bytes((24, 5, 1, 9, 0, 0, 0xC8)) + struct.pack(">IIBH", 98901630, 43231716, 0, 0x1400)
+    content = gps + b"13800138000".ljust(21, b"\x00") + b"\x00\x01"
+    (message,) = SPEC.decode(gt06.encode_packet(gt06.ADDRESS_REQUEST, content, 9), ctx()).messages
+    assert message.lat == pytest.approx(54.94535) and message.lon == pytest.approx(24.01762)
+    assert "cell" not in message.attributes
