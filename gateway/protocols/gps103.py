@@ -119,19 +119,27 @@ def _take(segment: bytes, frames: list[bytes]) -> int:
         start = max(segment.rfind(bytes([byte])) for byte in set(segment) if byte in _CONTROL) + 1
     marker = segment.find(b"imei:", start)
     if marker >= 0:
-        prefix = segment[start:marker]
-        if prefix.endswith(b"##,"):
+        if segment[start:marker].endswith(b"##,"):
             start = marker - 3
-        elif not (prefix.isdigit() and 10 <= len(prefix) <= 20):
-            start = marker
+        else:  # keep a heartbeat IMEI glued in front, drop anything else
+            start = marker - _trailing_id(segment[start:marker])
     else:
-        body = segment[start:].strip()
-        if not (body.isdigit() and 10 <= len(body) <= 20):
+        body = segment[start:].rstrip()
+        digits = _trailing_id(body)
+        if not digits:
             return len(segment)
+        start = len(body) - digits
+        segment = body
     frame = segment[start:]
     if frame:
         frames.append(frame)
     return start
+
+
+def _trailing_id(text: bytes) -> int:
+    """Length of the 10-20 digit id that ``text`` ends with, or 0."""
+    digits = len(text) - len(text.rstrip(b"0123456789"))
+    return digits if 10 <= digits <= 20 else 0
 
 
 # --------------------------------------------------------------------------- decoding
