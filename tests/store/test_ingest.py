@@ -266,3 +266,30 @@ def test_a_batch_cut_off_by_a_lost_connection_is_stored_once_when_retried(pg_url
     again = writer.write(batch)  # the acknowledgement was lost too: everything is a duplicate
     assert (again.inserted, again.duplicates, again.events) == (0, 5, 0)
     database.dispose()
+
+
+def test_concurrent_writers_keep_every_row_and_the_newest_state(database: Database) -> None:
+    """One writer per thread, the same terminals: nothing lost, nothing doubled, and each
+    terminal's state ends on its newest fix whichever transaction committed last."""
+    failures: list[BaseException] = []
+
+    def work(thread: int) -> None:
+        writer = PositionWriter(database)
+        try:
+            for round_ in range(5):
+                seconds = [(round_ * 4 + thread) * 10 + k for k in range(5)]
+                batch = IngestBatch([position(f"T{n}", s, lat=float(s)) for n in range(8) for s in seconds])
+                writer.write(batch)
+        except BaseException as exc:  # reported below; a thread cannot fail the test itself
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not failures
+    assert count(database, positions) == 4 * 5 * 8 * 5
+    newest = max((round_ * 4 + thread) * 10 + 4 for round_ in range(5) for thread in range(4))
+    for n in range(8):
+        assert state_of(database, f"T{n}")["lat"] == float(newest)
