@@ -59,7 +59,7 @@ class Spool:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
-        self.segment_bytes = max(1024, min(segment_bytes, max_bytes // 4))
+        self.segment_bytes = max(64, min(segment_bytes, max_bytes // 4))
         self.size_bytes = 0
         self.records = 0  # records appended and not yet consumed
         self._segments: list[int] = []
@@ -187,30 +187,31 @@ class Spool:
             start = self._cursor.offset if number == self._cursor.segment else 0
             good_end, count, damaged = _scan(self._path(number), start)
             newest = index == len(self._segments) - 1
-            if damaged and newest:
-                log.warning(
-                    "spool: cutting a torn record at the end of segment %d (offset %d)", number, good_end
-                )
-                os.truncate(self._path(number), good_end)
-                self._sizes[number] = good_end
-            elif damaged:
-                self._set_aside(number, good_end)
+            if damaged:
+                self._set_aside(number, good_end, torn=newest)
             self.records += count
         self.size_bytes = sum(self._sizes.values())
         if self.records:
             log.warning("spool: %d batches (%d bytes) wait to be drained", self.records, self.size_bytes)
         self._publish()
 
-    def _set_aside(self, segment: int, offset: int) -> None:
-        """Move a damaged tail of a segment to a .bad file (kept for a person to look at)."""
+    def _set_aside(self, segment: int, offset: int, *, torn: bool = False) -> None:
+        """Move a damaged tail of a segment to a .bad file (kept for a person to look at).
+        At the end of the newest segment it is most likely a write a crash interrupted
+        (never acknowledged); elsewhere it is damage, counted and logged as an error."""
         path = self._path(segment)
         bad = path.with_suffix(f".{offset}.bad")
         with open(path, "rb") as source, open(bad, "wb") as target:
             source.seek(offset)
             target.write(source.read())
         os.truncate(path, offset)
-        metrics.SPOOL_CORRUPT.inc()
-        log.error("spool: damaged record in segment %d at offset %d moved to %s", segment, offset, bad)
+        if torn:
+            log.warning(
+                "spool: torn record at the end of segment %d (offset %d) moved to %s", segment, offset, bad
+            )
+        else:
+            metrics.SPOOL_CORRUPT.inc()
+            log.error("spool: damaged record in segment %d at offset %d moved to %s", segment, offset, bad)
         removed = self._sizes[segment] - offset
         self._sizes[segment] = offset
         self.size_bytes -= removed

@@ -226,11 +226,13 @@ class _Session:
         "has_position",
         "waiting",
         "dropped_before_id",
+        "release",
     )
 
     def __init__(self) -> None:
         self.terminal_id: str | None = None
         self.waiting: list[Message] = []
+        self.release: tuple[bytes, list[Message]] = (b"", [])  # the last identification's answer
         self.dropped_before_id = 0
         self.expected = 0
         self.reset()
@@ -308,6 +310,10 @@ def decode(frame: bytes, ctx: DecodeContext) -> Decoded:
     if terminal_id is None:
         _hold(session, out)
         return Decoded([], None, None)
+    if announced is not None and not changed and frame == session.release[0]:
+        # The same identification decoded again (the gateway re-decodes a session's first
+        # frame when the registry sets another zone or leniency): the same answer.
+        return Decoded(list(session.release[1]), None, announced)
     if session.waiting:
         out = session.waiting + out
         session.waiting = []
@@ -316,6 +322,8 @@ def decode(frame: bytes, ctx: DecodeContext) -> Decoded:
     for message in out:
         if message.terminal_id is None:
             message.terminal_id = terminal_id
+    if changed:
+        session.release = (frame, list(out))
     return Decoded(out, None, announced)
 
 

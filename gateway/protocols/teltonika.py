@@ -43,6 +43,9 @@ CODEC_16 = 0x10
 CODEC_12 = 0x0C
 CODEC_13 = 0x0D
 CODEC_14 = 0x0E
+# Codec 8 as some firmwares write it (not on the wire: layouts tried when decoding)
+CODEC_8_WIDE_IDS = 0x108  # 2-byte event and IO ids, 1-byte counts
+CODEC_8_WIDE = 0x208  # 2-byte event, ids and counts, like 8E without variable-length IO
 AVL_CODECS = frozenset({CODEC_7, CODEC_8, CODEC_8E, CODEC_16})
 COMMAND_CODECS = frozenset({CODEC_12, CODEC_13, CODEC_14})
 TYPE_RESPONSE = 0x06
@@ -241,11 +244,16 @@ def _read_record(data: bytes, pos: int, codec: int, terminal_id: str | None) -> 
         pos += 2
         id_format = "B"
         wide_counts = False
-    elif codec == CODEC_8E:
+    elif codec == CODEC_8E or codec == CODEC_8_WIDE:
         event = _EVENT_8E.unpack_from(data, pos)[0]
         pos += 4
         id_format = "H"
         wide_counts = True
+    elif codec == CODEC_8_WIDE_IDS:
+        event = _U16.unpack_from(data, pos)[0]
+        pos += 3
+        id_format = "H"
+        wide_counts = False
     else:
         event = _EVENT_16.unpack_from(data, pos)[0]
         pos += 4
@@ -374,23 +382,42 @@ def _read_gh3000_record(data: bytes, pos: int, terminal_id: str | None) -> tuple
 
 
 def decode_records(data: bytes, terminal_id: str | None, lenient: bool) -> list[Message]:
-    """``codec, N1, records, N2`` of an AVL packet (TCP data or UDP payload)."""
+    """``codec, N1, records, N2`` of an AVL packet (TCP data or UDP payload).
+
+    Some Codec 8 firmwares write 2-byte IO ids (Traccar's "extended" option): when the
+    standard layout does not fit the packet exactly, those layouts are tried before the
+    packet is refused (or, leniently, read as far as it goes)."""
     if len(data) < 3:
         raise MalformedFrame("AVL data shorter than codec and counts")
-    codec, count = data[0], data[1]
+    codec = data[0]
+    layouts = (CODEC_8, CODEC_8_WIDE_IDS, CODEC_8_WIDE) if codec == CODEC_8 else (codec,)
+    first_error: MalformedFrame | None = None
+    for layout in layouts:
+        try:
+            return _read_records(data, layout, terminal_id, strict=True)
+        except MalformedFrame as exc:
+            first_error = first_error or exc
+    if lenient:
+        return _read_records(data, codec, terminal_id, strict=False)
+    assert first_error is not None
+    raise first_error
+
+
+def _read_records(data: bytes, layout: int, terminal_id: str | None, *, strict: bool) -> list[Message]:
+    count = data[1]
     pos = 2
     messages = []
     try:
         for _ in range(count):
-            if codec == CODEC_7:
+            if layout == CODEC_7:
                 message, pos = _read_gh3000_record(data, pos, terminal_id)
             else:
-                message, pos = _read_record(data, pos, codec, terminal_id)
+                message, pos = _read_record(data, pos, layout, terminal_id)
             messages.append(message)
     except (struct.error, IndexError) as exc:
-        if not lenient or not messages:
+        if strict or not messages:
             raise MalformedFrame(f"record {len(messages) + 1} of {count} truncated") from exc
-    if not lenient and (pos != len(data) - 1 or data[-1] != count):
+    if strict and (pos != len(data) - 1 or data[-1] != count):
         raise MalformedFrame(f"record counts differ or trailing bytes: N1={count}, end at {pos}/{len(data)}")
     return messages
 

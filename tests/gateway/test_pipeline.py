@@ -1,0 +1,58 @@
+"""The pipeline's pure stages: plausibility flags and rows from messages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from core.messages import Message, MessageType
+from gateway.pipeline import Plausibility, needs_durable_ack, to_rows
+from store.records import Flag
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def test_plausible_fixes_carry_no_flag() -> None:
+    check = Plausibility(max_future_s=300, max_speed_kmh=1000).check
+    assert check("T", NOW - timedelta(seconds=20), NOW, True, 31.0, 121.0) == 0
+    assert check("T", NOW - timedelta(seconds=10), NOW, True, 31.001, 121.001) == 0
+
+
+def test_future_invalid_and_zero_fixes_are_flagged() -> None:
+    check = Plausibility(max_future_s=300, max_speed_kmh=1000).check
+    assert check("T", NOW + timedelta(hours=1), NOW, True, 31.0, 121.0) == Flag.FUTURE
+    assert check("T", NOW, NOW, False, 31.0, 121.0) == Flag.NO_FIX
+    assert check("T", NOW, NOW, True, 0.0, 0.0) == Flag.ZERO
+    assert check("T", NOW, NOW, True, 95.0, 10.0) == Flag.ZERO
+
+
+def test_an_impossible_jump_is_flagged_and_a_confirmed_one_becomes_the_new_anchor() -> None:
+    check = Plausibility(max_future_s=300, max_speed_kmh=1000).check
+    assert check("T", NOW, NOW, True, 31.0, 121.0) == 0
+    assert check("T", NOW + timedelta(seconds=10), NOW, True, 40.0, 100.0) == Flag.JUMP  # 2000 km in 10 s
+    assert check("T", NOW + timedelta(seconds=20), NOW, True, 31.0002, 121.0002) == 0  # back on track
+    # Two consistent fixes far away: the old anchor was the wrong one.
+    assert check("T", NOW + timedelta(seconds=30), NOW, True, 45.0, 90.0) == Flag.JUMP
+    assert check("T", NOW + timedelta(seconds=40), NOW, True, 45.0001, 90.0001) == 0
+    assert check("T", NOW + timedelta(seconds=50), NOW, True, 45.0002, 90.0002) == 0
+
+
+def test_an_older_fix_than_the_latest_is_stale() -> None:
+    check = Plausibility(max_future_s=300, max_speed_kmh=1000).check
+    assert check("T", NOW, NOW, True, 31.0, 121.0) == 0
+    assert check("T", NOW - timedelta(hours=2), NOW, True, 35.0, 121.0) == Flag.STALE
+
+
+def test_rows_positions_events_and_the_raw_frame_once() -> None:
+    fix = Message(MessageType.ALARM, time=NOW, valid=True, lat=31.0, lon=121.0, alarms=["sos"])
+    beat = Message(MessageType.HEARTBEAT)
+    positions, events = to_rows([fix, beat], "T", "gt06", NOW, b"\x78\x78", Plausibility(300, 1000))
+    assert [p.alarms for p in positions] == [["sos"]]
+    assert [e.type for e in events] == ["alarm", "heartbeat"]
+    assert events[1].time == NOW  # no device time: the receive time
+    assert positions[0].raw == b"\x78\x78" and all(e.raw is None for e in events)
+
+
+def test_only_logins_and_heartbeats_are_answered_before_they_are_durable() -> None:
+    assert not needs_durable_ack([Message(MessageType.LOGIN), Message(MessageType.HEARTBEAT)])
+    assert needs_durable_ack([Message(MessageType.HEARTBEAT), Message(MessageType.STATUS)])
+    assert not needs_durable_ack([])
