@@ -586,18 +586,39 @@ def _write_installations(imp: _Importer, report: _Reporter, *, set_statuses: boo
         rows = [{"_id": i, **{c: p.values[c] for c in _INSTALLATION_FIELDS}} for i, p in hist.updates]
         _write_batches(conn, statement, rows, [p for _, p in hist.updates], report, "installation")
     written = [p for p in hist.creates + [p for _, p in hist.updates] if p.row not in report.failed_rows]
-    open_terminals = [{"_id": p.values["terminal_id"]} for p in written if p.values["valid_to"] is None]
-    open_sims = [
-        {"_id": p.values["sim_id"]} for p in written if p.values["valid_to"] is None and p.values["sim_id"]
-    ]
-    for table, status, rows in ((terminals, "installed", open_terminals), (sims, "active", open_sims)):
-        if rows and set_statuses:
-            statement = (
-                update(table).where(table.c.id == bindparam("_id")).values(status=status, updated_at=now)
-            )
+    if set_statuses:
+        _follow_statuses(conn, written, now)
+    hist.creates, hist.updates = [], []
+
+
+def _follow_statuses(conn: Connection, written: list[_Planned], now: datetime) -> None:
+    """Terminal and SIM statuses follow the imported installations: installed/active while
+    an installation is open, back to stock when the import closed the last one."""
+    for table, column, busy in ((terminals, "terminal_id", "installed"), (sims, "sim_id", "active")):
+        ids_open = {p.values[column] for p in written if p.values["valid_to"] is None and p.values[column]}
+        ids_closed = {
+            p.values[column] for p in written if p.values["valid_to"] is not None and p.values[column]
+        }
+        still_open = (
+            select(installations.c.id)
+            .where(installations.c[column] == table.c.id, installations.c.valid_to.is_(None))
+            .exists()
+        )
+        for ids, statement in (
+            (
+                ids_open,
+                update(table).where(table.c.id == bindparam("_id")).values(status=busy, updated_at=now),
+            ),
+            (
+                ids_closed - ids_open,
+                update(table)
+                .where(table.c.id == bindparam("_id"), table.c.status == busy, ~still_open)
+                .values(status="stock", updated_at=now),
+            ),
+        ):
+            rows = [{"_id": record_id} for record_id in sorted(ids)]
             for start in range(0, len(rows), BATCH_ROWS):
                 conn.execute(statement, rows[start : start + BATCH_ROWS])
-    hist.creates, hist.updates = [], []
 
 
 # --- running an import -------------------------------------------------------------------------

@@ -244,3 +244,33 @@ def test_drivers_are_referenced_by_licence_from_vehicles(catalogue: Database) ->
     out = io.StringIO()
     export_csv(database, "drivers", out)
     assert _load(database, "drivers", out.getvalue()).unchanged == 1
+
+
+def test_importing_an_end_closes_the_installation_and_frees_terminal_and_sim(catalogue: Database) -> None:
+    database = catalogue
+    _load(database, "customers", CUSTOMERS)
+    _load(database, "vehicles", _vehicles())
+    _load(database, "units", _units())
+    closing = rows_to_csv(
+        "installations",
+        [
+            {
+                "device_id": imei_for(1),
+                "iccid": iccid_for(1),
+                "plate": "粤B10001",
+                "valid_from": "2025-03-01T08:00:00Z",
+                "valid_to": "2025-05-01T00:00:00Z",
+                "installed_by": "Zhang",
+            }
+        ],
+    )
+    report = _load(database, "installations", closing)
+    assert (report.updated, report.errors) == (1, [])
+    with database.engine.connect() as conn:
+        assert service.terminal_by_device_id(conn, imei_for(1))["status"] == "stock"
+        assert service.sim_by_iccid(conn, iccid_for(1))["status"] == "stock"
+        assert service.terminal_by_device_id(conn, imei_for(2))["status"] == "installed"
+    assert _load(database, "installations", closing).unchanged == 1
+    reopened = closing.replace("2025-05-01T00:00:00Z", "2025-06-01T00:00:00Z")
+    refused = _load(database, "installations", reopened)
+    assert [(e.row, e.field) for e in refused.errors] == [(2, "valid_to")]
