@@ -395,3 +395,15 @@ def test_a_bad_copy_before_the_good_line_loses_nothing() -> None:
     with pytest.raises(ChecksumError):
         nmea.decode(frames[0], ctx)
     assert fixes(nmea.decode(frames[1], ctx).messages)
+
+
+def test_identification_decoded_again_gives_the_same_answer() -> None:
+    """The gateway decodes a session's first frame again when the registry sets another
+    zone or leniency: the positions held before the id must come out again."""
+    ctx = context()
+    feed(ctx, "$GPRMC,012006,A,4828.10,N,1353.52,E,0.00,0.00,180915,020.3,E*42")
+    first = nmea.decode(b"$GPFID,ID123456ABC", ctx)
+    ctx.lenient = True
+    again = nmea.decode(b"$GPFID,ID123456ABC", ctx)
+    assert [m.to_json_dict() for m in again.messages] == [m.to_json_dict() for m in first.messages]
+    assert [m.type for m in again.messages] == [MessageType.LOGIN, MessageType.POSITION]
