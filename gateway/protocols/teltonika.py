@@ -244,7 +244,7 @@ def _read_record(data: bytes, pos: int, codec: int, terminal_id: str | None) -> 
         pos += 2
         id_format = "B"
         wide_counts = False
-    elif codec == CODEC_8E or codec == CODEC_8_WIDE:
+    elif codec in (CODEC_8E, CODEC_8_WIDE):
         event = _EVENT_8E.unpack_from(data, pos)[0]
         pos += 4
         id_format = "H"
@@ -391,16 +391,15 @@ def decode_records(data: bytes, terminal_id: str | None, lenient: bool) -> list[
         raise MalformedFrame("AVL data shorter than codec and counts")
     codec = data[0]
     layouts = (CODEC_8, CODEC_8_WIDE_IDS, CODEC_8_WIDE) if codec == CODEC_8 else (codec,)
-    first_error: MalformedFrame | None = None
+    errors: list[MalformedFrame] = []
     for layout in layouts:
         try:
             return _read_records(data, layout, terminal_id, strict=True)
         except MalformedFrame as exc:
-            first_error = first_error or exc
+            errors.append(exc)
     if lenient:
         return _read_records(data, codec, terminal_id, strict=False)
-    assert first_error is not None
-    raise first_error
+    raise errors[0]
 
 
 def _read_records(data: bytes, layout: int, terminal_id: str | None, *, strict: bool) -> list[Message]:

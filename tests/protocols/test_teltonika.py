@@ -271,3 +271,12 @@ def test_udp_packet_from_the_facts_layout():
     decoded = SPEC.decode(datagram, ctx(transport="udp"))
     assert decoded.reply == bytes.fromhex("0005cafe010701")
     assert decode_session(SPEC, [datagram], transport="udp")[0]["terminal_id"] == IMEI
+
+
+def test_codec_8_with_two_byte_io_ids():
+    record = struct.pack(">QBiihHBH", 1714557600000, 0, 252000000, 548000000, 120, 0, 7, 40)
+    record += struct.pack(">HB", 239, 2)  # event id (2 bytes), total
+    record += b"\x01" + struct.pack(">HB", 239, 1) + b"\x01" + struct.pack(">HH", 66, 12500) + b"\x00\x00"
+    (message,) = SPEC.decode(tcp_packet(b"\x08\x01" + record + b"\x01"), ctx()).messages
+    assert message.attributes["ignition"] is True and message.attributes["power_v"] == 12.5
+    assert message.attributes["event_code"] == 239
