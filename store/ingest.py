@@ -46,7 +46,10 @@ class PositionWriter:
         """Store the batch in one transaction; raise ``WriteFailed`` when it was not stored."""
         if not len(batch):
             return WriteResult()
-        pooled = self.database.engine.raw_connection()
+        try:
+            pooled = self.database.engine.raw_connection()
+        except Exception as exc:  # the server does not answer
+            raise self._failed(batch, exc, retryable=True) from exc
         try:
             if self.database.is_postgres:
                 return self._write_postgres(pooled, batch)
@@ -58,13 +61,16 @@ class PositionWriter:
             if isinstance(driver, psycopg.Connection) and (driver.closed or driver.broken):
                 pooled.invalidate(exc)  # never hand a dead connection to the next write
             retryable = isinstance(exc, psycopg.OperationalError | sqlite3.OperationalError)
-            raise WriteFailed(
-                f"batch of {len(batch.positions)} positions and {len(batch.events)} events not "
-                f"stored in {self.database.masked_url}: {type(exc).__name__}: {_first_line(exc)}",
-                retryable=retryable,
-            ) from exc
+            raise self._failed(batch, exc, retryable=retryable) from exc
         finally:
             pooled.close()
+
+    def _failed(self, batch: IngestBatch, exc: BaseException, *, retryable: bool) -> WriteFailed:
+        return WriteFailed(
+            f"batch of {len(batch.positions)} positions and {len(batch.events)} events not "
+            f"stored in {self.database.masked_url}: {type(exc).__name__}: {_first_line(exc)}",
+            retryable=retryable,
+        )
 
     @staticmethod
     def _write_postgres(pooled: Any, batch: IngestBatch) -> WriteResult:

@@ -16,6 +16,7 @@ from store.db import Database, open_database
 from store.ingest import PositionWriter, WriteFailed
 from store.records import Flag, IngestBatch
 from store.tables.positions import events, positions, terminal_state
+from tests.services import free_port
 from tests.store.support import T0, event, position
 
 
@@ -293,3 +294,14 @@ def test_concurrent_writers_keep_every_row_and_the_newest_state(database: Databa
     newest = max((round_ * 4 + thread) * 10 + 4 for round_ in range(5) for thread in range(4))
     for n in range(8):
         assert state_of(database, f"T{n}")["lat"] == float(newest)
+
+
+def test_an_unreachable_server_is_a_retryable_failure_naming_the_database() -> None:
+    database = Database(f"postgresql://gpsfleet:secret@127.0.0.1:{free_port()}/nowhere")
+    try:
+        with pytest.raises(WriteFailed) as failure:
+            PositionWriter(database).write(IngestBatch([position("T1", 0)]))
+    finally:
+        database.dispose()
+    assert failure.value.retryable
+    assert "gpsfleet:***@127.0.0.1" in str(failure.value) and "secret" not in str(failure.value)
