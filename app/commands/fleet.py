@@ -8,7 +8,7 @@ import sys
 from dataclasses import asdict
 
 from app.context import add_db_argument, database_or_exit, settings_from
-from fleet.importer import KINDS, ImportFileError, export_csv, import_csv
+from fleet.importer import COLUMNS, KINDS, REQUIRED, ImportFileError, export_csv, import_csv
 
 MAX_ERRORS_SHOWN = 200
 
@@ -19,14 +19,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     importing = actions.add_parser(
         "import",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         help="import a CSV file (upsert by natural key; re-importing changes nothing)",
         description=(
-            "Import a CSV file with a header row. Rows are matched by their natural key (customer "
-            "code, licence number, plate, device id, ICCID, terminal + valid_from) and created, "
-            "updated or left unchanged. A bad row is reported with its row number (the header is "
-            "row 1) and field, and skipped; the others still import. Exit 1 when any row failed. "
-            "The kind 'units' takes a terminal, its SIM and its installation in one row."
+            "Import a CSV file with a header row. Rows are matched by their natural key\n"
+            "(customer code, licence number, plate, device id, ICCID, terminal + valid_from)\n"
+            "and created, updated or left unchanged. A bad row is reported with its row\n"
+            "number (the header is row 1) and field, and skipped; the others still import.\n"
+            "Exit 1 when any row failed. The kind 'units' takes a terminal, its SIM and its\n"
+            "installation in one row."
         ),
+        epilog=_columns_help(),
     )
     importing.add_argument("file", metavar="FILE", help="the CSV file ('-' reads standard input)")
     importing.add_argument("--kind", required=True, choices=KINDS, help="what the rows are")
@@ -46,6 +49,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     exporting.add_argument("--out", metavar="FILE", help="write here instead of standard output")
     add_db_argument(exporting)
     exporting.set_defaults(handler=handle_export)
+
+
+def _columns_help() -> str:
+    lines = ["columns per kind (* required; times ISO 8601, UTC when no zone is given):"]
+    for kind, columns in COLUMNS.items():
+        lines.append(f"  {kind}: " + ", ".join(c + ("*" if c in REQUIRED[kind] else "") for c in columns))
+    return "\n".join(lines)
 
 
 def handle_import(args: argparse.Namespace) -> int:
