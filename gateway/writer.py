@@ -251,7 +251,7 @@ class BatchWriter:
                 return
             metrics.ROWS_STORED.labels("drained").inc(len(merged))
             self.spool.consume(records)
-            if self.spool_full and self.spool.has_room(1024 * 1024):
+            if self.spool_full and (self.spool.empty or self.spool.size_bytes <= self.spool.max_bytes // 2):
                 self.spool_full = False
                 self._wake_loop()
             self._call_hooks(merged)

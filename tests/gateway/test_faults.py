@@ -224,3 +224,62 @@ def test_broker_restarted_frames_published_meanwhile_stored_once(
         if mqtt_server.process is None:
             mqtt_server.start()
         database.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_full_spool_pauses_reading_and_turns_health_red(
+    pg_server: PostgresServer | None, pg_url: str, tmp_path: Path
+) -> None:
+    assert pg_server is not None, "this test stops the server: it needs the throwaway one"
+    from gateway.router import health_check
+
+    database = open_database(pg_url)
+    devices = [phone(400 + i) for i in range(2)]
+    register(database, "jt808", devices)
+    settings = settings_for(pg_url, tmp_path, spool_max_bytes=1024)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    acked: dict[str, list[datetime]] = {device: [] for device in devices}
+    seen: dict[str, object] = {}
+
+    async def scenario() -> None:
+        async with running_gateway(settings, database) as gateway:
+            port = gateway.ports["jt808"]["tcp"]
+            stop = asyncio.Event()
+            terminals = [
+                asyncio.create_task(stop_and_wait("jt808", d, "127.0.0.1", port, stop, acked[d], start=start))
+                for d in devices
+            ]
+            await eventually(lambda: sum(map(len, acked.values())) >= 10)
+            await asyncio.get_running_loop().run_in_executor(None, pg_server.stop)
+            await eventually(lambda: gateway.paused, timeout=20)
+            assert gateway.writer is not None and gateway.writer.spool_full
+            check = health_check(gateway)()  # what /health runs
+            seen["health"] = (check.ok, "spool" in check.detail and "database failing" in check.detail)
+            seen["backpressure"] = REGISTRY.get_sample_value("gpsfleet_gateway_backpressure")
+            frozen = sum(map(len, acked.values()))
+            await asyncio.sleep(1.0)
+            seen["acked_while_full"] = sum(map(len, acked.values())) - frozen
+            await asyncio.get_running_loop().run_in_executor(None, pg_server.start)
+            await eventually(lambda: not gateway.paused, timeout=20)
+            after = sum(map(len, acked.values()))
+            await eventually(lambda: sum(map(len, acked.values())) >= after + 10)
+            seen["health_after"] = health_check(gateway)().ok
+            stop.set()
+            await asyncio.gather(*terminals)
+
+    try:
+        run(scenario())
+        assert seen == {
+            "health": (False, True),
+            "backpressure": 1.0,
+            "acked_while_full": 0,
+            "health_after": True,
+        }
+        for device in devices:
+            stored = {row.fix_time for row in stored_fixes(database, device)}
+            assert set(acked[device]) <= stored
+    finally:
+        if pg_server.process is None:
+            pg_server.start()
+        database.dispose()
