@@ -966,7 +966,13 @@ class Gt06Device(DeviceCodec):
         return event
 
     def corrupt_checksum(self, frame: bytes) -> bytes:
-        return frame[:-4] + bytes((frame[-4] ^ 0xFF, frame[-3] ^ 0xFF)) + frame[-2:]
+        """The first frame of a write (the report; 0x94 extras may follow) with a bad CRC."""
+        frames = split(frame).frames
+        if not frames:
+            return frame
+        first = frames[0]
+        bad = first[:-4] + bytes((first[-4] ^ 0xFF, first[-3] ^ 0xFF)) + first[-2:]
+        return bad + frame[len(first) :]
 
 
 SPEC = ProtocolSpec(

@@ -307,3 +307,10 @@ def test_address_request_carries_a_fix():
     (message,) = SPEC.decode(gt06.encode_packet(gt06.ADDRESS_REQUEST, content, 9), ctx()).messages
     assert message.lat == pytest.approx(54.94535) and message.lon == pytest.approx(24.01762)
     assert "cell" not in message.attributes
+
+
+def test_corrupting_a_write_spoils_its_report_not_the_extras():
+    device = SPEC.device(IMEI)
+    out = device.position(fix(attributes={"power_v": 12.6}))
+    decoded = decode_session(SPEC, gt06.split(device.corrupt_checksum(out.data)).frames)
+    assert decoded[0] == "checksum" and decoded[1]["attributes"]["power_v"] == 12.6
