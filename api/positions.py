@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
@@ -41,9 +42,64 @@ from store.tables.registry import installations, terminals, vehicles
 router = APIRouter(prefix="/api/v1", tags=["positions"])
 
 _TIME_HELP = "RFC 3339 with a zone, e.g. 2026-11-01T08:00:00Z"
+_TIME = "RFC 3339, UTC"
 
 
-@router.get("/positions/latest", summary="The latest fix of every terminal")
+class TrackPointOut(BaseModel):
+    terminal_id: str
+    fix_time: str = Field(description=_TIME)
+    received_at: str = Field(description=_TIME)
+    lat: float
+    lon: float
+    altitude_m: float | None
+    speed_kmh: float | None
+    course: float | None = Field(description="degrees from north")
+    satellites: int | None
+    hdop: float | None
+    valid: bool
+    protocol: str
+    flags: int = Field(description="plausibility flags (store.records.Flag); 0 for a plausible fix")
+    alarms: list[str]
+    attributes: dict[str, Any]
+
+
+class TrackPageOut(BaseModel):
+    terminal_id: str
+    start: str = Field(description=_TIME)
+    end: str = Field(description=_TIME)
+    count: int
+    points: list[TrackPointOut]
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null on the last")
+
+
+class TerminalStateOut(BaseModel):
+    terminal_id: str
+    protocol: str
+    last_seen: str = Field(description=f"latest receive time of any message; {_TIME}")
+    fix_time: str | None = Field(description=f"the last plausible fix; {_TIME}")
+    fix_received_at: str | None
+    lat: float | None
+    lon: float | None
+    altitude_m: float | None
+    speed_kmh: float | None
+    course: float | None
+    satellites: int | None
+    hdop: float | None
+    valid: bool | None
+    health: dict[str, Any] = Field(description="power_v, battery_level, gsm_signal, ... as last reported")
+    attributes: dict[str, Any] = Field(description="every attribute, latest value of each")
+    alarms: list[str] = Field(description="alarms of the latest message that carried any")
+    alarms_time: str | None
+
+
+class LatestPositionsOut(BaseModel):
+    count: int
+    positions: list[TerminalStateOut]
+
+
+@router.get(
+    "/positions/latest", summary="The latest fix of every terminal", response_model=LatestPositionsOut
+)
 def read_latest_positions(
     terminal_id: list[str] | None = Query(None, description="only these terminals (repeatable)"),
     principal: Principal = Depends(require_roles(*ALL_ROLES)),
@@ -60,7 +116,11 @@ def read_latest_positions(
     return {"count": len(states), "positions": [state.to_json_dict() for state in states]}
 
 
-@router.get("/terminals/{terminal_id}/track", summary="A terminal's track, one page at a time")
+@router.get(
+    "/terminals/{terminal_id}/track",
+    summary="A terminal's track, one page at a time",
+    response_model=TrackPageOut,
+)
 def read_track(
     terminal_id: str,
     start: datetime | None = Query(None, description=f"from (default: 24 h before end); {_TIME_HELP}"),
