@@ -37,16 +37,6 @@ def device_time(year: int, month: int, day: int, hour: int, minute: int, second:
         ) from exc
 
 
-def bcd_time(data: bytes, tz: tzinfo) -> datetime:
-    """Six BCD bytes YY MM DD hh mm ss (year 2000-based) in zone ``tz``, to UTC."""
-    if len(data) < 6:
-        raise MalformedFrame("truncated BCD time")
-    bcd = BCD
-    return device_time(
-        2000 + bcd[data[0]], bcd[data[1]], bcd[data[2]], bcd[data[3]], bcd[data[4]], bcd[data[5]], tz
-    )
-
-
 def to_device_clock(value: datetime, tz: tzinfo) -> datetime:
     """The inverse of ``device_time``: a UTC datetime as the device's local wall clock."""
     return value.astimezone(tz)
