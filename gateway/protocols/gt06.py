@@ -499,9 +499,13 @@ def _heartbeat(packet: Packet, ctx: DecodeContext) -> list[Message]:
 
 
 def _lbs_status(packet: Packet, ctx: DecodeContext) -> list[Message]:
+    """0x19 (and 0xA5 with the 4G cell): the serving cell, then the status block."""
     content = packet.content
     message = Message(MessageType.STATUS, _terminal_id(ctx))
-    cell, pos = read_cell(content, 0)
+    if packet.protocol == LBS_ALARM_4G:
+        cell, pos = read_cell(content, 0, cid_size=8, lac_size=4)
+    else:
+        cell, pos = read_cell(content, 0)
     message.attributes[Attr.CELL] = cell
     if len(content) >= pos + 4:
         read_status(content, pos, message)
@@ -732,6 +736,7 @@ HANDLERS: dict[int, Handler] = {
     FENCE_SINGLE: _alarm,
     FENCE_MULTI: _alarm,
     LBS_STATUS: _lbs_status,
+    LBS_ALARM_4G: _lbs_status,
     HEARTBEAT: _heartbeat,
     X1_GPS: _x1_gps,
     GPS_LBS_STATUS_4: _az735,
@@ -745,7 +750,7 @@ HANDLERS: dict[int, Handler] = {
 }
 HANDLERS[0x70] = _modular
 HANDLERS[0x9B] = _peripheral
-for _opaque_type in (0x18, 0x24, 0x28, 0x2C, 0x2E, 0x35, 0x36, 0x40, 0x41, 0x65, 0x66, 0x8C):
+for _opaque_type in (0x14, 0x18, 0x24, 0x28, 0x2C, 0x2E, 0x35, 0x36, 0x40, 0x41, 0x65, 0x66, 0x8C):
     HANDLERS[_opaque_type] = _opaque
 for _opaque_type in (0xA1, 0xA2, 0xA7, 0xF3):
     HANDLERS[_opaque_type] = _opaque

@@ -59,6 +59,9 @@ CONTROL_ANSWER = 0x0500
 TIME_QUERY = 0x0004  # 2019: query server time
 TIME_SYNC = 0x0109  # vendor time synchronisation request
 TRANSPARENT = 0x0900
+MULTIMEDIA_EVENT = 0x0800
+ACCELERATION = 0x2070  # vendor: acceleration samples
+PHOTO = 0x8888  # vendor: photo data
 LOCATION_2 = 0x5501  # vendor: JT600-style binary location
 BLIND_LOCATION_2 = 0x5502  # vendor: the same, stored while offline
 VENDOR_LOCATIONS = frozenset({LOCATION_2, BLIND_LOCATION_2})
@@ -770,6 +773,12 @@ def _time_request(frame: Frame, ctx: DecodeContext) -> list[Message]:
     return [Message(MessageType.TIME_REQUEST, frame.terminal_id)]
 
 
+def _vendor_data(frame: Frame, ctx: DecodeContext) -> list[Message]:
+    """Messages recorded but not interpreted (photos, acceleration samples, multimedia)."""
+    attrs = {f"jt808.x{frame.msg_id:04x}": frame.body.hex()}
+    return [Message(MessageType.INFO, frame.terminal_id, attributes=attrs)]
+
+
 def _transparent(frame: Frame, ctx: DecodeContext) -> list[Message]:
     """0x0900 pass-through data: its type byte and the data, kept raw."""
     body = frame.body
@@ -796,9 +805,12 @@ HANDLERS: dict[int, Handler] = {
     TIME_QUERY: _time_request,
     TIME_SYNC: _time_request,
     TRANSPARENT: _transparent,
+    MULTIMEDIA_EVENT: _vendor_data,
+    ACCELERATION: _vendor_data,
+    PHOTO: _vendor_data,
 }
 # Terminal messages the platform acknowledges with 0x8001 (a response is not answered).
-ACKNOWLEDGED = frozenset({HEARTBEAT, LOGOUT, AUTHENTICATE, LOCATION, BATCH})
+ACKNOWLEDGED = frozenset({HEARTBEAT, LOGOUT, AUTHENTICATE, LOCATION, BATCH, MULTIMEDIA_EVENT, PHOTO})
 # Time requests and the message id of their answer (UTC, BCD YYMMDDhhmmss).
 TIME_ANSWERS = {TIME_QUERY: 0x8004, TIME_SYNC: 0x8109}
 

@@ -314,3 +314,13 @@ def test_corrupting_a_write_spoils_its_report_not_the_extras():
     out = device.position(fix(attributes={"power_v": 12.6}))
     decoded = decode_session(SPEC, gt06.split(device.corrupt_checksum(out.data)).frames)
     assert decoded[0] == "checksum" and decoded[1]["attributes"]["power_v"] == 12.6
+
+
+def test_4g_lbs_alarm_is_echoed():
+    cell = struct.pack(">HBI", 460, 0, 0x2866) + (0x0EEE).to_bytes(8, "big")
+    frame = gt06.encode_packet(gt06.LBS_ALARM_4G, cell + bytes((0x06, 4, 3, 0x01, 0x02)), 0x0A)
+    decoded = SPEC.decode(frame, ctx())
+    (alarm,) = decoded.messages
+    assert alarm.type == MessageType.ALARM and alarm.alarms == ["sos"]
+    assert alarm.attributes["cell"] == {"mcc": 460, "mnc": 0, "lac": 0x2866, "cid": 0x0EEE}
+    assert decoded.reply == expected_reply(gt06.LBS_ALARM_4G, 0x0A)

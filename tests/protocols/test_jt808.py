@@ -433,3 +433,10 @@ def test_time_requests_are_answered_in_utc(request_id, answer_id):
     assert decoded.messages[0].type == MessageType.TIME_REQUEST
     answer = jt808.open_frame(decoded.reply, lenient=False)
     assert answer.msg_id == answer_id and answer.body == bytes.fromhex("240501000000")
+
+
+def test_vendor_photo_is_kept_and_acknowledged():
+    frame = jt808.encode_frame(jt808.PHOTO, bytes.fromhex(PHONE), 9, b"\xff\xd8\xff")
+    decoded = SPEC.decode(frame, ctx())
+    assert decoded.messages[0].attributes["jt808.x8888"] == "ffd8ff"
+    assert jt808.open_frame(decoded.reply, lenient=False).body == struct.pack(">HHB", 9, 0x8888, 0)
