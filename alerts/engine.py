@@ -24,7 +24,10 @@ from alerts.health import (
     DISCONNECTING_PROTOCOLS,
     TerminalHealth,
     count_error,
+    fingerprint,
     load_health,
+    looks_healthy,
+    needs_saving,
     new_health,
     observe_connection,
     observe_event,
@@ -252,7 +255,7 @@ class AlertEngine:
         with self._lock, self.database.engine.begin() as conn:
             facts = self._facts(conn, terminal_ids)
             healths = load_health(conn, terminal_ids, lock=True)
-            before = {tid: h.to_row() for tid, h in healths.items()}
+            before = {tid: fingerprint(h) for tid, h in healths.items()}
             for terminal_id in terminal_ids - set(healths):
                 healths[terminal_id] = new_health(terminal_id, datetime.now(UTC))
             for tid, h in healths.items():
@@ -276,7 +279,7 @@ class AlertEngine:
                     self._evaluate(h, at, [Fault.DATA_ERRORS], changes, fresh=True)
             events = self._apply(conn, changes, facts)
             resolution = min(15.0, self.rulebook.min_offline_s() / 10.0)
-            changed = [h for tid, h in healths.items() if _worth_saving(before.get(tid), h, resolution)]
+            changed = [h for tid, h in healths.items() if needs_saving(h, before.get(tid), resolution)]
             save_health(conn, changed)
         self._notify(events)
 
@@ -289,6 +292,8 @@ class AlertEngine:
             observe_event(h, row, rules)
         if previous_seen is not None and row.received_at < previous_seen:
             return  # a replay of something older than what was judged already
+        if looks_healthy(h):
+            return  # every rule would say "no fault" and no fault state is open
         self._evaluate(h, row.received_at, [Fault.OFFLINE, *sorted(REPORT_DRIVEN)], changes, fresh=True)
 
     def _evaluate(
@@ -301,17 +306,22 @@ class AlertEngine:
         for fault in faults:
             rule = rules[fault]
             condition: Condition | None = CONDITIONS[fault](h, at, rule) if fresh else None
-            state, action = step(h.conditions.get(fault), condition, at, rule)
+            previous = h.conditions.get(fault)
+            timing = previous.timing if previous is not None else None
+            state, action = step(previous, condition, at, rule)
             if state is None:
-                h.conditions.pop(fault, None)
-                continue
-            h.conditions[fault] = state
+                if previous is not None:
+                    del h.conditions[fault]
+                    h.conditions_changed = True
+            else:
+                h.conditions[fault] = state
+                h.conditions_changed |= state.timing != timing
             if fault == Fault.OFFLINE and action in (Action.RAISE, Action.CLEAR):
                 h.set("connectivity", "offline" if action == Action.RAISE else "online", at)
             if action != Action.NONE:
-                changes.append(
-                    _Change(h.terminal_id, fault, action, at, rule, state.since, dict(state.evidence))
-                )
+                since = state.since if state is not None else at
+                evidence = dict(state.evidence) if state is not None else {}
+                changes.append(_Change(h.terminal_id, fault, action, at, rule, since, evidence))
 
     # ------------------------------------------------------------------ timer (leader only)
 
@@ -470,18 +480,6 @@ class AlertEngine:
 
 def _rows(batch: IngestBatch) -> list[PositionRow | EventRow]:
     return [*batch.positions, *batch.events]
-
-
-def _worth_saving(before: dict[str, Any] | None, h: TerminalHealth, resolution_s: float) -> bool:
-    """Skip a write that would only move last seen by a little (the timer's resolution)."""
-    if before is None:
-        return True
-    after = h.to_row()
-    if any(before[k] != after[k] for k in after if k not in ("last_seen", "updated_at")):
-        return True
-    if before["last_seen"] is None or after["last_seen"] is None:
-        return before["last_seen"] != after["last_seen"]
-    return (after["last_seen"] - before["last_seen"]).total_seconds() >= resolution_s
 
 
 def _alert_payload(conn: Connection, alert_id: int) -> dict[str, Any]:

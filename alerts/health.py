@@ -68,9 +68,11 @@ class TerminalHealth:
     error_buckets: dict[str, list[int]] = field(default_factory=dict)
     conditions: dict[str, ConditionState] = field(default_factory=dict)
     pending: bool = False
-    # Not persisted: what the message being looked at says, for the rules.
+    # Not persisted: what the message being looked at says, for the rules, and write tracking.
     reported_alarms: frozenset[str] | None = None
     disconnects_between_reports: bool = False
+    conditions_changed: bool = False
+    saved_last_seen: datetime | None = None
 
     def set(self, dimension: str, value: str, at: datetime) -> None:
         """Change a dimension, stamping when it changed (an unchanged value keeps its time)."""
@@ -90,7 +92,7 @@ class TerminalHealth:
         data = {name: row[name] for name in _COLUMNS}
         data["conditions"] = {f: ConditionState.from_json(s) for f, s in (row["conditions"] or {}).items()}
         data["error_buckets"] = dict(row["error_buckets"] or {})
-        return cls(**data)
+        return cls(**data, saved_last_seen=row["last_seen"])
 
     def public(self) -> dict[str, Any]:
         """The JSON the API shows for one terminal."""
@@ -104,7 +106,56 @@ class TerminalHealth:
         return out
 
 
-_TRANSIENT = {"reported_alarms", "disconnects_between_reports"}
+# What, when it changes, must be written at once (values like voltages ride along later).
+_MATERIAL = (
+    "protocol",
+    "model_name",
+    "connectivity",
+    "connected",
+    "gnss",
+    "power",
+    "battery",
+    "gsm",
+    "sim",
+    "iccid_reported",
+    "iccid_registered",
+    "clock",
+    "data_quality",
+    "decode_errors_1h",
+    "checksum_errors_1h",
+)
+
+
+def fingerprint(h: TerminalHealth) -> tuple[Any, ...]:
+    return tuple(getattr(h, name) for name in _MATERIAL)
+
+
+def needs_saving(h: TerminalHealth, before: tuple[Any, ...] | None, last_seen_resolution_s: float) -> bool:
+    """A new row, a material change, or last seen further on than the timer may ignore."""
+    if before is None or h.conditions_changed or fingerprint(h) != before:
+        return True
+    if h.last_seen is None or h.saved_last_seen is None:
+        return h.last_seen is not None
+    return (h.last_seen - h.saved_last_seen).total_seconds() >= last_seen_resolution_s
+
+
+def looks_healthy(h: TerminalHealth) -> bool:
+    """No rule could find a fault in this health (a fast path for the common case): no fault
+    state is open and every dimension a report can move is fine or unknown."""
+    return (
+        not h.conditions
+        and not h.reported_alarms
+        and h.gnss in ("fix", "unknown")
+        and h.power in ("on", "unknown")
+        and h.battery in ("ok", "unknown")
+        and h.gsm in ("ok", "unknown")
+        and h.sim != "mismatch"
+        and h.clock != "drift"
+        and h.data_quality != "poor"
+    )
+
+
+_TRANSIENT = {"reported_alarms", "disconnects_between_reports", "conditions_changed", "saved_last_seen"}
 _COLUMNS = tuple(f.name for f in fields(TerminalHealth) if f.name not in _TRANSIENT)
 
 

@@ -309,6 +309,11 @@ class ConditionState:
     evidence: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def timing(self) -> tuple[Any, ...]:
+        """What must be persisted when it changes (last seen and evidence ride along later)."""
+        return (self.active, self.since, self.raised, self.touched)
+
+    @property
     def pending(self) -> bool:
         """A timer must look again: present but not raised yet, or gone but not cleared yet."""
         return self.active != self.raised
@@ -338,7 +343,8 @@ class ConditionState:
 def step(
     state: ConditionState | None, condition: Condition | None, at: datetime, rule: Rule
 ) -> tuple[ConditionState | None, str]:
-    """Advance one fault's state to ``at`` given what is observed now (None: nothing new).
+    """Advance one fault's state to ``at`` given what is observed now (None: nothing new);
+    the state returned is None once the fault is neither present nor raised.
 
     Raises once the condition has held for ``sustain_s``; clears once it has been gone for
     ``clear_s``.  A condition that comes back before the clear time keeps the alert raised
@@ -346,7 +352,7 @@ def step(
     """
     if not rule.enabled:
         if state is not None and state.raised:
-            return ConditionState(False, at, raised=False, last_seen=state.last_seen), Action.CLEAR
+            return None, Action.CLEAR
         return None, Action.NONE
     recurred = False
     if state is None:
@@ -376,9 +382,9 @@ def step(
             return state, Action.TOUCH
         return state, Action.NONE
     if not state.active and state.raised and held >= rule.clear_s:
-        state.raised = False
-        return state, Action.CLEAR
-    return state, Action.NONE
+        return None, Action.CLEAR
+    # nothing to remember about a fault that is neither present nor raised
+    return (state if state.active or state.raised else None), Action.NONE
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -132,6 +132,10 @@ class Stack:
         return predicate()
 
 
+def _others_off() -> dict[str, dict[str, Any]]:
+    return {name: {"enabled": False} for name in Settings().gateway.protocols if name != "jt808"}
+
+
 @asynccontextmanager
 async def stack(db_url: str, tmp_path: Path, offline_minutes: float) -> AsyncIterator[Stack]:
     database = open_db(db_url)
@@ -139,7 +143,7 @@ async def stack(db_url: str, tmp_path: Path, offline_minutes: float) -> AsyncIte
     settings = Settings(
         db=db_url,
         data_dir=tmp_path,
-        gateway={"host": "127.0.0.1", "protocols": {"jt808": {"port": 0}}},
+        gateway={"host": "127.0.0.1", "protocols": {**_others_off(), "jt808": {"port": 0}}},
         alerts={
             "evaluate_every_s": 0.2,
             "rules": {"offline": {"threshold": offline_minutes}, "gnss_antenna_cut": {"clear_s": 0}},
