@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from types import ModuleType
 
+from benchmarks import alerts as alerts_bench
 from benchmarks import fleet_import
 from benchmarks import ingest as ingest_bench
 from benchmarks import decode as decode_bench
@@ -16,6 +17,7 @@ BENCHMARKS: list[ModuleType] = [
     decode_bench,
     fleet_import,
     ingest_bench,
+    alerts_bench,
 ]
 
 
