@@ -13,7 +13,8 @@ The checksum is checked here (``A * 72`` spacing and vendor fields glued after `
 tolerated; a truncated ``*7`` counts as no checksum); a wrong one raises ``ChecksumError``
 unless ``ctx.lenient``, which flags ``checksum_ok: False``.  pynmea2 then parses the
 sentence once; the decoder reads its field strings directly.  GSV (satellites in view)
-adds nothing to a position: it is checked, not parsed.
+adds nothing to a position: it is checked, not parsed; so is a VTG whose epoch's RMC
+already gave speed and course.
 
 Epochs: RMC, GGA and GLL carry the time of day; GSA and VTG belong to the epoch of the last
 timed sentence.  The sentences of one epoch are merged into one position.  The epoch is
@@ -412,7 +413,11 @@ def _sentence(frame: bytes, ctx: DecodeContext, session: _Session, out: list[Mes
             if not ctx.lenient:
                 raise ChecksumError(f"{checksum} != {nmea_checksum(text[1:])} in {text[:12]}")
             checksum_ok = False
-    if body[3:6] == b"GSV":
+    kind = body[3:6]
+    if kind == b"GSV":
+        return
+    if kind == b"VTG" and session.fix.speed_kmh is not None and session.fix.course is not None:
+        _complete(session, _VTG, ctx, out)  # RMC gave speed and course: nothing to read
         return
     try:
         sentence = pynmea2.parse(body.decode("latin-1"))
