@@ -20,6 +20,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from math import isfinite
 from operator import itemgetter
 from typing import Any
 
@@ -85,7 +86,7 @@ def _as_float(value: Any) -> float | None:
         number = float(value)
     except (TypeError, ValueError):
         return None
-    return number if number == number and abs(number) != float("inf") else None
+    return number if isfinite(number) else None
 
 
 def _as_bool(value: Any) -> bool | None:
@@ -250,10 +251,13 @@ def _state_row(terminal_id: str, acc: _Accumulator) -> tuple[Any, ...]:
         # merge the same on both backends: SQLite's json_patch deletes keys set to null).
         if None in merged.values():
             merged = {k: v for k, v in merged.items() if v is not None}
-        health = tuple(
-            None if (value := merged.get(key)) is None else coerce(value)
-            for key, coerce in HEALTH_COLUMNS.items()
-        )
+        present = merged.keys() & _HEALTH_POSITION.keys()
+        if present:
+            values = [None] * len(HEALTH_COLUMNS)
+            for key in present:
+                position, coerce = _HEALTH_POSITION[key]
+                values[position] = coerce(merged[key])
+            health = tuple(values)
     return (
         terminal_id,
         acc.protocol,
@@ -269,6 +273,7 @@ def _state_row(terminal_id: str, acc: _Accumulator) -> tuple[Any, ...]:
 
 _NO_FIX = (None,) * len(FIX_COLUMNS)
 _NO_HEALTH = (None,) * len(HEALTH_COLUMNS)
+_HEALTH_POSITION = {key: (i, coerce) for i, (key, coerce) in enumerate(HEALTH_COLUMNS.items())}
 
 
 def state_upsert_sql(source: str, *, min_time: str, merge_json: str) -> str:
