@@ -159,3 +159,18 @@ def test_usage_errors_exit_two(args: list[str]) -> None:
     assert code == 2
     assert results == []
     assert "usage" in stderr
+
+
+def test_bench_decode_json_names_every_protocol() -> None:
+    """The benchmark's shape (its speed is a figure, not a test): one positive rate per protocol."""
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "bench", "decode", "--json", "--seconds", "0.02"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    assert set(figures) == set(PROTOCOLS)
+    assert all(isinstance(rate, int) and rate > 0 for rate in figures.values())
