@@ -84,13 +84,13 @@ _STAGING_READY = "gpsfleet_staging_ready"  # key in the pooled connection's info
 
 
 class _JsonbTextDumper(Dumper):
-    """jsonb in binary COPY from JSON already serialised (bytes): version byte + text."""
+    """jsonb in binary COPY from JSON already serialised (text): version byte + UTF-8."""
 
     format = Format.BINARY
     oid = postgres.types["jsonb"].oid
 
-    def dump(self, obj: Any) -> bytes:
-        return b"\x01" + obj
+    def dump(self, obj: str) -> bytes:
+        return b"\x01" + obj.encode()
 
 
 def _staging_ddl() -> list[str]:

@@ -14,7 +14,7 @@ from store.ingest_prepare import (
     EVENT_COLUMNS,
     POSITION_COLUMNS,
     STATE_COLUMNS,
-    dump_json_text,
+    dump_json,
     state_rows,
     state_upsert_sql,
 )
@@ -39,7 +39,7 @@ _UPSERT_STATE = state_upsert_sql(
 
 def position_rows(positions: list[PositionRow]) -> list[tuple[Any, ...]]:
     """Positions as SQLite rows, in ``POSITION_COLUMNS`` order."""
-    epoch, micro, dumps = _EPOCH, _MICROSECOND, dump_json_text
+    epoch, micro, dumps = _EPOCH, _MICROSECOND, dump_json
     return [
         (
             p.terminal_id,
@@ -64,7 +64,7 @@ def position_rows(positions: list[PositionRow]) -> list[tuple[Any, ...]]:
 
 
 def event_rows(events: list[EventRow]) -> list[tuple[Any, ...]]:
-    epoch, micro, dumps = _EPOCH, _MICROSECOND, dump_json_text
+    epoch, micro, dumps = _EPOCH, _MICROSECOND, dump_json
     return [
         (
             e.terminal_id,
@@ -119,16 +119,12 @@ _STATE_TIMES = tuple(
     STATE_COLUMNS.index(c)
     for c in ("last_seen", "fix_time", "fix_received_at", "attributes_time", "alarms_time")
 )
-_STATE_JSON = tuple(STATE_COLUMNS.index(c) for c in ("attributes", "alarms"))
 
 
 def _sqlite_values(row: tuple[Any, ...]) -> list[Any]:
-    """A state row with times as integer microseconds and JSON as text."""
+    """A state row with times as integer microseconds."""
     values = list(row)
     for i in _STATE_TIMES:
         if (value := values[i]) is not None:
             values[i] = (value - _EPOCH) // _MICROSECOND
-    for i in _STATE_JSON:
-        if (value := values[i]) is not None:
-            values[i] = value.decode()
     return values
