@@ -4,7 +4,9 @@
 
 Each FRAME (or, with none given, each non-blank line of standard input) is one wire frame:
 hex digits with ``--hex`` (the default for binary protocols), the literal text with
-``--text`` (the default for text protocols).  For each one it prints
+``--text`` (the default for text protocols; H02 mixes text and binary frames, so without
+``--hex`` or ``--text`` a line that does not decode as text is tried as hex).  For each one
+it prints
 ``{"ok": true, "messages": [...], "reply": "<hex or null>"}`` or
 ``{"ok": false, "error": "<kind>: <detail>"}``.  The frames of one invocation are one
 session, in order: an identification or login names the terminal for the frames after it.
@@ -69,8 +71,6 @@ def _zone(text: str) -> tzinfo:
 def run(args: argparse.Namespace) -> int:
     spec = PROTOCOLS[args.protocol]
     encoding = args.encoding or ("text" if spec.text else "hex")
-    # H02 mixes text and binary frames: a default-text line that fails and reads as hex is
-    # given a second chance as hex.
     hex_fallback = args.encoding is None and spec.text
     context = DecodeContext(
         tz=args.tz if args.tz is not None else parse_tz(spec.default_tz),
