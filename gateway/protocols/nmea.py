@@ -371,30 +371,31 @@ def _identification(line: str) -> str | None:
 
 def _checked_fields(line: str, ctx: DecodeContext) -> tuple[list[str], bool]:
     """Fields of a vendor sentence after checking its checksum (``$`` and ``*hh`` removed)."""
-    body, checksum = _cut_checksum(line)
-    ok = True
-    if checksum is not None and checksum != nmea_checksum(body[1:]):
-        if not ctx.lenient:
-            raise ChecksumError(f"{checksum} != {nmea_checksum(body[1:])} in {body[:12]}")
-        ok = False
+    body, ok = _verified(line, ctx)
     return body[1:].split(","), ok
 
 
 _HEX = frozenset("0123456789ABCDEFabcdef")
 
 
-def _cut_checksum(line: str) -> tuple[str, str | None]:
-    """``(sentence without *hh, HH or None)``; vendor tails after ``*hh`` are dropped."""
+def _verified(line: str, ctx: DecodeContext) -> tuple[str, bool]:
+    """The sentence without ``*hh`` (and any vendor tail after it), and whether the checksum
+    held.  ``A * 72`` spacing is accepted either way it was summed; a truncated ``*7`` is as
+    if absent.  A wrong checksum raises ``ChecksumError`` unless ``ctx.lenient``."""
     star = line.find("*")
     if star < 0:
-        return line, None
-    if star == len(line) - 3 and _HEX.issuperset(line[-2:]):
-        return line[:star], line[-2:].upper()
-    body = line[:star].rstrip()
-    checksum = line[star + 1 :].lstrip()[:2]
-    if len(checksum) == 2 and _HEX.issuperset(checksum):
-        return body, checksum.upper()
-    return body, None  # truncated ("*7"): as if absent
+        return line, True
+    raw = line[:star]
+    body = raw.rstrip()
+    checksum = line[star + 1 :].lstrip()[:2].upper()
+    if len(checksum) != 2 or not _HEX.issuperset(checksum):
+        return body, True
+    computed = nmea_checksum(body[1:])
+    if checksum == computed or checksum == nmea_checksum(raw[1:]):
+        return body, True
+    if not ctx.lenient:
+        raise ChecksumError(f"{checksum} != {computed} in {body[:12]}")
+    return body, False
 
 
 def _sentence(frame: bytes, ctx: DecodeContext, session: _Session, out: list[Message]) -> None:
@@ -407,12 +408,8 @@ def _sentence(frame: bytes, ctx: DecodeContext, session: _Session, out: list[Mes
     elif star == len(frame) - 3 and frame[star + 1 :] in _HEX_PAIRS[xor8(frame[1:star])]:
         body = frame[:star]
     else:
-        text, checksum = _cut_checksum(frame.decode("latin-1"))
+        text, checksum_ok = _verified(frame.decode("latin-1"), ctx)
         body = text.encode("latin-1")
-        if checksum is not None and checksum != nmea_checksum(text[1:]):
-            if not ctx.lenient:
-                raise ChecksumError(f"{checksum} != {nmea_checksum(text[1:])} in {text[:12]}")
-            checksum_ok = False
     kind = body[3:6]
     if kind == b"GSV":
         return

@@ -204,6 +204,8 @@ def test_checksum_forms() -> None:
         f"${body}*{good[0]}",
         f"${body} * {good}",
         f"${body}*{good},11,8657330",
+        f"${body}*{good.lower()}",
+        f"${body} *{nmea.nmea_checksum(body + ' ')}",  # some firmware sums the space before *
     ):
         ctx = context(terminal_id="t")
         assert fixes(feed(ctx, line).messages), line
