@@ -248,7 +248,7 @@ def test_a_batch_cut_off_by_a_lost_connection_is_stored_once_when_retried(pg_url
         thread = threading.Thread(target=attempt)
         thread.start()
         waiting = None
-        for _ in range(1000):  # the writer has copied the rows and waits for the state row
+        for _ in range(3000):  # the writer has copied the rows and waits for the state row
             waiting = admin.execute(
                 "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
             ).fetchone()
