@@ -160,8 +160,10 @@ def _captures(protocol: str) -> list[bytes]:
         row = json.loads(line)
         if row.get("frame_integrity", "ok") != "ok":
             continue
-        wire = bytes.fromhex(row["frame"]) if row["encoding"] == "hex" else row["frame"].encode("latin-1")
-        frames.append(wire if not wire.endswith(b"\n") and row["encoding"] == "hex" else _terminated(wire))
+        if row["encoding"] == "hex":
+            frames.append(bytes.fromhex(row["frame"]))
+        else:
+            frames.append(_terminated(row["frame"].encode("latin-1")))
     return frames
 
 
