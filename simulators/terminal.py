@@ -129,6 +129,7 @@ class VirtualTerminal:
         self._faults_counted = 0
         self._stopping = False
         self._connected_at = 0.0
+        self.wakeups = 0  # turns of the loop: a few per report, never a busy spin
 
     # ------------------------------------------------------------------ main loop
 
@@ -159,6 +160,7 @@ class VirtualTerminal:
                 elif self.link is not None:
                     self._pump(now)
                 await self._sleep_until(self._next_wakeup())
+                self.wakeups += 1
         finally:
             if self.link is not None:
                 self._drop_link(None, counted=True)
@@ -166,7 +168,7 @@ class VirtualTerminal:
 
     def _next_wakeup(self) -> float:
         times = [self._next_report]
-        if self.link is None:
+        if self.link is None and not self.faults.active(FaultKind.SILENT):
             times.append(self._next_connect)
         if self.inflight is not None:
             times.append(self.inflight.deadline)

@@ -215,3 +215,27 @@ def test_mqtt_terminals_publish_up_and_read_replies_from_down(mqtt_url: str) -> 
     assert set(received) == ids
     assert result.stats["handshakes"] == 2  # registration and authentication answered over .../down
     assert result.stats["fixes_acked"] >= 4
+
+
+def test_a_silent_terminal_drops_its_link_keeps_its_fixes_and_uploads_them_when_it_speaks_again() -> None:
+    spec = spec_of("jt808")
+    server = AckingServer(spec)
+    text = scenario_text("jt808", count=1) + (
+        '\n[[faults]]\nfleet = "jt808"\nkind = "silent"\nat_s = 1\nduration_s = 3.5\n'
+    )
+
+    async def scenario() -> tuple[FleetRunner, RunResult]:
+        await server.start()
+        try:
+            runner = FleetRunner(parse_scenario(text), endpoints("jt808", server))
+            return runner, await runner.run(duration_s=7)
+        finally:
+            await server.stop()
+
+    runner, result = asyncio.run(scenario())
+    (terminal,) = runner.terminals
+    assert result.stats["faults_injected"] == 1
+    assert server.received.connections == 2, "it hung up when it fell silent and came back afterwards"
+    assert result.stats["batches"] >= 1, "the fixes of the silent spell went up in a batch"
+    assert result.stats["fixes_acked"] >= result.stats["fixes"] - 2
+    assert terminal.wakeups < 60, f"{terminal.wakeups} loop turns in 7 s: the silent spell must not spin"
