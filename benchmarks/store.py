@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         if args.reference:
             figures["reference_rows_per_s"] = round(args.rows / reference_seconds(database, batches))
     finally:
+        gc.unfreeze()
         database.dispose()
     if args.json:
         print(json.dumps(figures))
