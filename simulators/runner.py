@@ -117,6 +117,7 @@ class FleetRunner:
         self.terminals: list[VirtualTerminal] = []
         self.serial_ports: list[SerialPort] = []
         self._ptys: dict[str, PtyPair] = {}
+        self._routes: dict[str, Route] = {}
         self._hub: MqttHub | None = None
         self._stop = asyncio.Event()
         self._local_hosts = itertools.cycle(endpoints.local_hosts) if endpoints.local_hosts else None
@@ -178,7 +179,10 @@ class FleetRunner:
         codec = device_cls(
             plan.terminal_id, tz=parse_tz(plan.group.tz or spec.default_tz), transport=plan.group.transport
         )
-        route = build_route(plan.route, random.Random(f"{self.scenario.seed}:route:{plan.route.name}"))
+        route = self._routes.get(plan.route.name)
+        if route is None:  # one road network per route name, shared by its terminals
+            route = build_route(plan.route, random.Random(f"{self.scenario.seed}:route:{plan.route.name}"))
+            self._routes[plan.route.name] = route
         parking = plan.route.parking and not any(
             entry.spec.kind == FaultKind.FROZEN_FIX for entry in plan.faults
         )  # a frozen fix shows only while the vehicle moves
