@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 
 from alerts import router as alerts_router
-from api import health, metrics, positions, tokens
+from api import dashboard, health, metrics, positions, tokens
 from core.settings import Settings
 from fleet import router as fleet_router
 from gateway import router as gateway_router
@@ -34,6 +34,7 @@ ROUTERS: list[APIRouter] = [
     gateway_router.router,
     fleet_router.router,
     warranty_router.router,
+    dashboard.router,
 ]
 
 OPERATIONS_ROUTERS: list[APIRouter] = [health.router, metrics.router]
