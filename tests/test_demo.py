@@ -57,6 +57,8 @@ def test_demo_opens_tickets_within_a_minute_and_stops_on_ctrl_c(tmp_path: Path, 
         assert f"http://127.0.0.1:{api_port}/docs" in text
         assert "MQTT: broker" in text and "answers" in text
         assert "serial" in text and "/dev/pts/" in text
+        assert f"http://127.0.0.1:{api_port}/dashboard/" in text
+        assert httpx.get(f"http://127.0.0.1:{api_port}/dashboard/", timeout=5).status_code == 200
 
         headers = {"Authorization": f"Bearer {token}"}
         base = f"http://127.0.0.1:{api_port}/api/v1"

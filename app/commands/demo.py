@@ -235,7 +235,7 @@ async def run_demo(
     await runtime.start()
     gateway = runtime.app.state.services.get("gateway")
     runner.endpoints = endpoints_of(settings, gateway)
-    announce(settings, runtime.api_port, gateway, serial_ports, token, say)
+    announce(settings, runtime.api_port, runtime.app, serial_ports, token, say)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -269,13 +269,14 @@ async def run_demo(
 
 
 def announce(
-    settings: Settings, api_port: int | None, gateway: Any, serial_ports: list[Any], token: str, say: Any
+    settings: Settings, api_port: int | None, app: Any, serial_ports: list[Any], token: str, say: Any
 ) -> None:
     base = f"http://{settings.api_host}:{api_port}"
-    lines = [
-        "",
-        "gpsfleet demo is running",
-        f"  database      {mask_dsn(settings.db)}",
+    gateway = app.state.services.get("gateway")
+    lines = ["", "gpsfleet demo is running", f"  database      {mask_dsn(settings.db)}"]
+    if any(getattr(route, "path", "") == "/dashboard/" for route in app.routes):
+        lines.append(f"  dashboard     {base}/dashboard/  (sign in with the admin token below)")
+    lines += [
         f"  API docs      {base}/docs",
         f"  tickets       {base}/api/v1/tickets",
         f"  alerts        {base}/api/v1/alerts",
