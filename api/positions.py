@@ -109,10 +109,14 @@ def read_latest_positions(
     health values (power, battery, GSM signal, ...).  Terminals without a fix are left out."""
     with database.engine.connect() as conn:
         wanted: set[str] | None = set(terminal_id) if terminal_id else None
-        if principal.customer_scope is not None:
-            own = customer_terminal_ids(conn, principal.customer_scope)
+        customer_id = principal.customer_scope
+        if customer_id is not None:
+            own = customer_terminal_ids(conn, customer_id)
             wanted = own if wanted is None else wanted & own
         states = latest_positions(conn, wanted)
+        if customer_id is not None:
+            since = _installed_since(conn, customer_id, [state.terminal_id for state in states])
+            states = [s for s in states if s.fix_time and s.fix_time >= since.get(s.terminal_id, s.fix_time)]
     return {"count": len(states), "positions": [state.to_json_dict() for state in states]}
 
 
@@ -216,17 +220,23 @@ def _visible_start(conn: Connection, principal: Principal, terminal_id: str, sta
         return start
     if not customer_owns_terminal(conn, customer_id, terminal_id):
         raise not_found("terminal", terminal_id)
-    installed = conn.execute(
-        select(installations.c.valid_from)
+    since = _installed_since(conn, customer_id, device_id_candidates(terminal_id))
+    return max([start, *since.values()])
+
+
+def _installed_since(conn: Connection, customer_id: int, device_ids: list[str]) -> dict[str, datetime]:
+    """When each of ``device_ids`` was installed in the customer's vehicle it is in now:
+    a customer sees nothing a terminal reported before (for a previous owner)."""
+    rows = conn.execute(
+        select(terminals.c.device_id, installations.c.valid_from)
         .select_from(installations.join(terminals).join(vehicles))
         .where(
             installations.c.valid_to.is_(None),
             vehicles.c.customer_id == customer_id,
-            terminals.c.device_id.in_(device_id_candidates(terminal_id)),
+            terminals.c.device_id.in_(device_ids),
         )
-        .order_by(installations.c.valid_from.desc())
-    ).scalar()
-    return max(start, installed) if installed is not None else start
+    )
+    return {device_id: valid_from for device_id, valid_from in rows}
 
 
 def _unprocessable(exc: TrackQueryError) -> HTTPException:

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from sqlalchemy.engine import Connection
 
 from fleet import service
 from store.db import Database
@@ -22,7 +23,7 @@ from store.tables.registry import installations, terminals, vehicles
 from tests.api.support import api_client, bearer
 from tests.store.support import T0, position
 
-OURS, THEIRS = "860000000000009", "860000000000017"
+OURS, THEIRS, MOVED = "860000000000009", "860000000000017", "860000000000025"
 RANGE = {"start": "2026-11-01T07:00:00Z", "end": "2026-11-02T07:00:00Z"}
 
 
@@ -35,6 +36,10 @@ def client(database: Database) -> Iterator[TestClient]:
             service.create_vehicle(conn, plate=f"PLATE-{number}", customer_id=int(customer["id"]))
             service.create_terminal(conn, device_id=device_id, model_id=int(model["id"]))
             service.install(conn, device_id=device_id, plate=f"PLATE-{number}", at=T0)
+        # moved into our customer's second vehicle after its last fix (for its previous owner)
+        service.create_vehicle(conn, plate="PLATE-0B", customer_id=customer_id_of(conn, OURS))
+        service.create_terminal(conn, device_id=MOVED, model_id=int(model["id"]))
+        service.install(conn, device_id=MOVED, plate="PLATE-0B", at=T0 + timedelta(hours=1))
     PositionWriter(database).write(
         IngestBatch(
             [
@@ -42,6 +47,7 @@ def client(database: Database) -> Iterator[TestClient]:
                 *[position(OURS, s, attributes={"power_v": 12.0 + s / 1000}) for s in range(0, 50, 10)],
                 position(OURS, 55, flags=Flag.JUMP),
                 position(THEIRS, 30, lat=7.0),
+                position(MOVED, 1800, lat=5.0),
             ]
         )
     )
@@ -49,15 +55,19 @@ def client(database: Database) -> Iterator[TestClient]:
         yield client
 
 
-def customer_id(database: Database, device_id: str) -> int:
+def customer_id_of(conn: Connection, device_id: str) -> int:
     """The customer whose vehicle the terminal is installed in."""
     query = (
         select(vehicles.c.customer_id)
         .select_from(installations.join(terminals).join(vehicles))
         .where(terminals.c.device_id == device_id)
     )
+    return int(conn.execute(query).scalar_one())
+
+
+def customer_id(database: Database, device_id: str) -> int:
     with database.engine.connect() as conn:
-        return int(conn.execute(query).scalar_one())
+        return customer_id_of(conn, device_id)
 
 
 @pytest.mark.parametrize(
@@ -75,13 +85,15 @@ def test_staff_see_every_latest_position_and_customers_only_theirs(
     staff = client.get("/api/v1/positions/latest", headers=bearer(database, "noc"))
     assert staff.status_code == 200
     body = staff.json()
-    assert [p["terminal_id"] for p in body["positions"]] == [OURS, THEIRS] and body["count"] == 2
+    assert [p["terminal_id"] for p in body["positions"]] == [OURS, THEIRS, MOVED] and body["count"] == 3
     ours = body["positions"][0]
     assert ours["fix_time"] == "2026-11-01T08:00:40Z"  # the flagged later fix is not the latest
     assert ours["health"] == {"power_v": 12.04}
     headers = bearer(database, "customer", customer_id(database, OURS))
     mine = client.get("/api/v1/positions/latest", headers=headers).json()
-    assert [p["terminal_id"] for p in mine["positions"]] == [OURS]
+    assert [p["terminal_id"] for p in mine["positions"]] == [OURS]  # MOVED's fix is its previous owner's
+    moved = client.get(f"/api/v1/terminals/{MOVED}/track", params=RANGE, headers=headers)
+    assert moved.status_code == 200 and moved.json()["points"] == []
     asked = client.get("/api/v1/positions/latest", params={"terminal_id": [THEIRS, OURS]}, headers=headers)
     assert [p["terminal_id"] for p in asked.json()["positions"]] == [OURS]
     filtered = client.get(
