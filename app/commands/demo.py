@@ -235,7 +235,8 @@ async def run_demo(
     await runtime.start()
     gateway = runtime.app.state.services.get("gateway")
     runner.endpoints = endpoints_of(settings, gateway)
-    announce(settings, runtime.api_port, runtime.app, serial_ports, token, say)
+    dashboard = await serves(f"http://{settings.api_host}:{runtime.api_port}/dashboard/")
+    announce(settings, runtime.api_port, runtime.app, serial_ports, token, say, dashboard=dashboard)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -268,13 +269,31 @@ async def run_demo(
     return result
 
 
+async def serves(url: str) -> bool:
+    """Whether the running API answers ``url`` (the dashboard is there once it exists)."""
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+            return (await client.get(url)).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def announce(
-    settings: Settings, api_port: int | None, app: Any, serial_ports: list[Any], token: str, say: Any
+    settings: Settings,
+    api_port: int | None,
+    app: Any,
+    serial_ports: list[Any],
+    token: str,
+    say: Any,
+    *,
+    dashboard: bool,
 ) -> None:
     base = f"http://{settings.api_host}:{api_port}"
     gateway = app.state.services.get("gateway")
     lines = ["", "gpsfleet demo is running", f"  database      {mask_dsn(settings.db)}"]
-    if any(getattr(route, "path", "") == "/dashboard/" for route in app.routes):
+    if dashboard:
         lines.append(f"  dashboard     {base}/dashboard/  (sign in with the admin token below)")
     lines += [
         f"  API docs      {base}/docs",
