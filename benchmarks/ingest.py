@@ -430,11 +430,11 @@ async def _drive(
         process.start()
         processes.append(process)
     loop = asyncio.get_running_loop()
-    readiness = [await loop.run_in_executor(None, ready.get) for _ in processes]
+    readiness = [await loop.run_in_executor(None, _from_children, ready, processes) for _ in processes]
     batches_before = _batch_figures()
     cpu_before = time.process_time()
     go.set()
-    reports = [await loop.run_in_executor(None, results.get) for _ in processes]
+    reports = [await loop.run_in_executor(None, _from_children, results, processes) for _ in processes]
     cpu_s = time.process_time() - cpu_before
     batches = {key: value - batches_before[key] for key, value in _batch_figures().items()}
     for process in processes:
@@ -477,6 +477,19 @@ async def _drive(
         "spool_used": bool(status.get("writer", {}).get("spool_records")) if status else None,
         "load_average": [round(x, 2) for x in __import__("os").getloadavg()],
     }
+
+
+def _from_children(queue: Any, processes: list[Any]) -> Any:
+    """The next message of the load processes; raise when one of them died instead."""
+    import queue as queue_module
+
+    while True:
+        try:
+            return queue.get(timeout=1.0)
+        except queue_module.Empty:
+            dead = [p for p in processes if p.exitcode not in (None, 0)]
+            if dead:
+                raise RuntimeError(f"a load process exited with status {dead[0].exitcode}") from None
 
 
 def _batch_figures() -> dict[str, float]:

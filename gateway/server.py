@@ -308,7 +308,7 @@ class Gateway:
             await asyncio.sleep(SWEEP_EVERY_S)
             if self.services is None:
                 continue
-            now = asyncio.get_running_loop().time()
+            now = time.monotonic()
             for session in list(self.services.sessions):
                 if (
                     session.transport in ("tcp", "udp")

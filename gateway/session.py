@@ -117,7 +117,7 @@ class Session:
         self.refused_frames = 0
         self.closed = False
         self.replaced = False
-        self.last_activity = asyncio.get_running_loop().time()
+        self.last_activity = time.monotonic()
         self._inbox: deque[tuple[bytes, Any, datetime]] = deque()
         self._waiting: tuple[bytes, Any, datetime, Decoded] | None = None
         self._resolving = False
@@ -135,7 +135,7 @@ class Session:
         every frame in them is handled (one MQTT message is one frame)."""
         if self.closed:
             return
-        self.last_activity = asyncio.get_running_loop().time()
+        self.last_activity = time.monotonic()
         received_at = datetime.now(UTC)
         frames = self.framer.feed(data)
         if self.datagram:

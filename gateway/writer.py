@@ -98,7 +98,6 @@ class BatchWriter:
             self._queue.append(item)
             if not self._busy:
                 self._condition.notify()
-        metrics.QUEUE_FRAMES.set(len(self._queue))
 
     @property
     def queued(self) -> int:

@@ -98,22 +98,32 @@ class StreamFramer:
 
     def feed(self, data: bytes) -> list[bytes]:
         buffer = self._buffer + data if self._buffer else bytes(data)
+        if not buffer:
+            return []
+        result = self._split(buffer)
+        if result.consumed == len(buffer):  # the usual write: whole frames, nothing left over
+            if result.garbage:
+                self.garbage_bytes += result.garbage
+            self._buffer = b""
+            self.frames += len(result.frames)
+            return result.frames
         out: list[bytes] = []
-        while buffer:
-            result = self._split(buffer)
+        while True:
             if result.garbage:
                 self.garbage_bytes += result.garbage
             if result.frames:
                 out.extend(result.frames)
             if result.consumed:
                 buffer = buffer[result.consumed :]
-                continue
-            if len(buffer) > self.max_buffer:
+            elif len(buffer) > self.max_buffer:
                 self.overflows += 1
                 self.garbage_bytes += 1
                 buffer = buffer[1:]
-                continue
-            break
+            else:
+                break
+            if not buffer:
+                break
+            result = self._split(buffer)
         self._buffer = buffer
         self.frames += len(out)
         return out

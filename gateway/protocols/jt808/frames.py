@@ -51,6 +51,7 @@ RESULTS = {0: "ok", 1: "failed", 2: "bad_message", 3: "unsupported", 4: "alarm_c
 
 _U16 = struct.Struct(">H")
 _HEAD = struct.Struct(">HH")
+_HEAD_2013 = struct.Struct(">HH6sH")  # id, props, phone, serial
 _SUBPACKAGE = struct.Struct(">HH")
 
 # --------------------------------------------------------------------------- framing
@@ -60,10 +61,12 @@ def split(buffer: bytes) -> Split:
     """Cut 7E-delimited frames (and the vendor text frames ``(...)`` sent on the same port);
     bytes before a flag are garbage, as are two flags too close to hold a frame (the first
     closed a frame whose start was lost)."""
+    size = len(buffer)
+    if size > MIN_INNER + 1 and buffer[0] == FLAG and buffer.find(b"\x7e", 1) == size - 1:
+        return Split(size, [buffer], 0)  # the usual write: exactly one frame
     frames: list[bytes] = []
     garbage = 0
     pos = 0
-    size = len(buffer)
     while pos < size:
         start = buffer.find(b"\x7e", pos)
         paren = buffer.find(b"(", pos, start if start >= 0 else size)
@@ -182,7 +185,8 @@ class Frame:
         self.props = props
         self.version = version
         self.phone_bcd = phone_bcd
-        self.terminal_id = phone_id(phone_bcd)
+        digits = phone_bcd.hex()
+        self.terminal_id = digits if len(digits) == 12 else phone_id(phone_bcd)
         self.serial = serial
         self.body = body
         self.packet = packet
@@ -213,7 +217,12 @@ def open_frame(frame: bytes, lenient: bool) -> Frame:
     checksum_ok = not xor8(inner)  # the XOR of data and check code is 0 when they agree
     if not checksum_ok and not lenient:
         raise ChecksumError(f"xor {xor8(inner[:-1]):02x} != {inner[-1]:02x}")
-    msg_id, props = _HEAD.unpack_from(inner)
+    msg_id, props, phone, serial = _HEAD_2013.unpack_from(inner)
+    if not props & (PROPS_VERSION | PROPS_SUBPACKAGE) and msg_id not in VENDOR_LOCATIONS:
+        body = inner[12:-1]  # the usual frame: 2013 header, whole message
+        if len(body) != props & PROPS_LENGTH and not lenient:
+            raise MalformedFrame(f"body is {len(body)} bytes, header says {props & PROPS_LENGTH}")
+        return Frame(msg_id, props, None, phone, serial, body, None, checksum_ok)
     if props & PROPS_VERSION:
         if len(inner) < 18:
             raise MalformedFrame("2019 header truncated")

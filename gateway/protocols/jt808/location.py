@@ -78,6 +78,8 @@ _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _LOCATION = struct.Struct(">IIIIhHH")  # alarm, status, lat, lon, altitude, speed, course
 _SUB_ITEM = struct.Struct(">HH")  # 0xEB sub-item length, id
+_LOCATION_AND_TIME = struct.Struct(">IIIIhHH6B")  # the fixed part, with the BCD clock bytes
+_BLOCKED_BITS = STATUS_OIL_CUT | STATUS_CIRCUIT_CUT
 
 # --------------------------------------------------------------------------- location
 
@@ -125,13 +127,15 @@ def _item_iccid_text(value: bytes, attrs: dict[str, Any], alarms: list[str]) -> 
 
 
 def _item_extensions(value: bytes, attrs: dict[str, Any], alarms: list[str]) -> None:
-    """0xEB: vendor sub-items ``len(2) id(2) value(len-2)`` (a leading word above 200 is an
-    MCC: the cell-tower layout, kept raw)."""
-    if len(value) < 4 or _U16.unpack_from(value)[0] > 200:
-        attrs["jt808.xeb"] = value.hex()
+    _extensions(value, 0, len(value), attrs)
+
+
+def _extensions(value: bytes, pos: int, size: int, attrs: dict[str, Any]) -> None:
+    """0xEB between ``pos`` and ``size``: vendor sub-items ``len(2) id(2) value(len-2)`` (a
+    leading word above 200 is an MCC: the cell-tower layout, kept raw)."""
+    if size - pos < 4 or _U16.unpack_from(value, pos)[0] > 200:
+        attrs["jt808.xeb"] = value[pos:size].hex()
         return
-    pos = 0
-    size = len(value)
     while pos + 4 <= size:
         length, sub_id = _SUB_ITEM.unpack_from(value, pos)
         end = pos + 2 + length
@@ -186,6 +190,8 @@ _GSM_SIGNAL_RAW = Attr.GSM_SIGNAL_RAW
 _STATUS = Attr.STATUS
 _IGNITION = Attr.IGNITION
 _BLOCKED = Attr.BLOCKED
+_POSITION = MessageType.POSITION
+_STATUS_MESSAGE = MessageType.STATUS
 _RAW_ITEM_KEYS = tuple(f"jt808.x{item:02x}" for item in range(256))
 
 
@@ -195,22 +201,17 @@ def decode_location(
     """One 0x0200 body (also each item of a 0x0704 batch) between ``start`` and ``end``."""
     if end - start < 28:
         raise MalformedFrame("location body shorter than 28 bytes")
-    alarm, status, lat_raw, lon_raw, altitude, speed, course = _LOCATION.unpack_from(body, start)
+    alarm, status, lat_raw, lon_raw, altitude, speed, course, year, month, day, hour, minute, second = (
+        _LOCATION_AND_TIME.unpack_from(body, start)
+    )
     bcd = BCD
-    p = start + 22
     time = device_time(
-        2000 + bcd[body[p]],
-        bcd[body[p + 1]],
-        bcd[body[p + 2]],
-        bcd[body[p + 3]],
-        bcd[body[p + 4]],
-        bcd[body[p + 5]],
-        ctx.tz,
+        2000 + bcd[year], bcd[month], bcd[day], bcd[hour], bcd[minute], bcd[second], ctx.tz
     )
     attrs: dict[str, Any] = {
         _STATUS: status,
-        _IGNITION: bool(status & STATUS_ACC),
-        _BLOCKED: bool(status & (STATUS_OIL_CUT | STATUS_CIRCUIT_CUT)),
+        _IGNITION: (status & STATUS_ACC) != 0,
+        _BLOCKED: (status & _BLOCKED_BITS) != 0,
     }
     alarms: list[str] = []
     if alarm:
@@ -242,6 +243,8 @@ def decode_location(
             attrs[_GSM_SIGNAL_RAW] = raw
             if raw <= 31:  # CSQ scale 0-31
                 attrs[_GSM_SIGNAL] = round(raw * 100 / 31)
+        elif item_id == 0xEB:  # read in place, not from a copy
+            _extensions(body, pos - length, pos, attrs)
         else:
             reader = items.get(item_id)
             if reader is not None:
@@ -259,7 +262,7 @@ def decode_location(
         if status & STATUS_WEST:
             lon = -lon  # type: ignore[operator]
     return Message(
-        MessageType.POSITION if lat is not None else MessageType.STATUS,
+        _POSITION if lat is not None else _STATUS_MESSAGE,
         terminal_id,
         time,
         valid,
