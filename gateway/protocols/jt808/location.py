@@ -205,9 +205,7 @@ def decode_location(
         _LOCATION_AND_TIME.unpack_from(body, start)
     )
     bcd = BCD
-    time = device_time(
-        2000 + bcd[year], bcd[month], bcd[day], bcd[hour], bcd[minute], bcd[second], ctx.tz
-    )
+    time = device_time(2000 + bcd[year], bcd[month], bcd[day], bcd[hour], bcd[minute], bcd[second], ctx.tz)
     attrs: dict[str, Any] = {
         _STATUS: status,
         _IGNITION: (status & STATUS_ACC) != 0,
