@@ -245,14 +245,20 @@ def _platform_serial(ctx: DecodeContext) -> int:
 
 
 _GENERAL_RESPONSE_2013 = struct.Struct(">HH6sHHHB")
+_BYTE = tuple(bytes((value,)) for value in range(256))
 
 
 def general_response(frame: Frame, ctx: DecodeContext, result: int = RESULT_OK) -> bytes:
     if frame.version is None and len(frame.phone_bcd) == 6:  # the common case, in one pack
+        state = ctx.state
+        serial = state["jt808.serial"] = (state.get("jt808.serial", 0) + 1) & 0xFFFF
         inner = _GENERAL_RESPONSE_2013.pack(
-            PLATFORM_RESPONSE, 5, frame.phone_bcd, _platform_serial(ctx), frame.serial, frame.msg_id, result
+            PLATFORM_RESPONSE, 5, frame.phone_bcd, serial, frame.serial, frame.msg_id, result
         )
-        return b"\x7e" + escape(inner + bytes((xor8(inner),))) + b"\x7e"
+        inner += _BYTE[xor8(inner)]
+        if 0x7D in inner or 0x7E in inner:
+            inner = escape(inner)
+        return b"\x7e" + inner + b"\x7e"
     body = _RESPONSE.pack(frame.serial, frame.msg_id, result)
     return encode_frame(PLATFORM_RESPONSE, frame.phone_bcd, _platform_serial(ctx), body, frame.version)
 
@@ -313,25 +319,30 @@ def decode(frame: bytes, ctx: DecodeContext) -> Decoded:
     if frame[:1] == b"(":
         return decode_text(frame, ctx)
     opened = open_frame(frame, ctx.lenient)
-    handler = HANDLERS.get(opened.msg_id)
-    if handler is None:
-        raise UnsupportedMessage(f"message id 0x{opened.msg_id:04x}")
-    if opened.packet is not None:
-        whole = _reassemble(opened, ctx)
-        if whole is None:
-            return Decoded([], general_response(opened, ctx), opened.terminal_id)
-        opened.body = whole
-    messages = handler(opened, ctx)
+    msg_id = opened.msg_id
+    if msg_id == LOCATION and opened.packet is None:  # most of the traffic, without indirection
+        body = opened.body
+        messages = [decode_location(body, 0, len(body), opened.terminal_id, ctx)]
+    else:
+        handler = HANDLERS.get(msg_id)
+        if handler is None:
+            raise UnsupportedMessage(f"message id 0x{msg_id:04x}")
+        if opened.packet is not None:
+            whole = _reassemble(opened, ctx)
+            if whole is None:
+                return Decoded([], general_response(opened, ctx), opened.terminal_id)
+            opened.body = whole
+        messages = handler(opened, ctx)
     if not opened.checksum_ok:
         for message in messages:
             message.attributes[Attr.CHECKSUM_OK] = False
-    if opened.msg_id == REGISTER:
-        reply: bytes | None = register_response(opened, ctx)
-    elif opened.msg_id in ACKNOWLEDGED:
-        reply = general_response(opened, ctx)
-    elif opened.msg_id in TIME_ANSWERS:
+    if msg_id in ACKNOWLEDGED:
+        reply: bytes | None = general_response(opened, ctx)
+    elif msg_id == REGISTER:
+        reply = register_response(opened, ctx)
+    elif msg_id in TIME_ANSWERS:
         now = bytes.fromhex(ctx.now().astimezone(UTC).strftime("%y%m%d%H%M%S"))
-        answer = TIME_ANSWERS[opened.msg_id]
+        answer = TIME_ANSWERS[msg_id]
         reply = encode_frame(answer, opened.phone_bcd, _platform_serial(ctx), now, opened.version)
     else:
         reply = None
