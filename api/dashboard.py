@@ -184,7 +184,9 @@ def terminal_table(
     ]
     with database.engine.connect() as conn:
         total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
-        rows = [dict(r) for r in conn.execute(query.order_by(*ordering).limit(limit).offset(offset)).mappings()]
+        rows = [
+            dict(r) for r in conn.execute(query.order_by(*ordering).limit(limit).offset(offset)).mappings()
+        ]
         faults = _open_faults(conn, [r["device_id"] for r in rows])
     items = [{**_plain(row), "faults": faults.get(row["device_id"], [])} for row in rows]
     return {"total": total, "limit": limit, "offset": offset, "items": items}
@@ -201,7 +203,12 @@ def _open_faults(conn: Connection, device_ids: list[str]) -> dict[str, list[dict
     )
     for alert in conn.execute(query).mappings():
         found.setdefault(alert["terminal_id"], []).append(
-            {"alert_id": alert["id"], "fault": alert["fault"], "severity": alert["severity"], "state": alert["state"]}
+            {
+                "alert_id": alert["id"],
+                "fault": alert["fault"],
+                "severity": alert["severity"],
+                "state": alert["state"],
+            }
         )
     return found
 

@@ -80,6 +80,7 @@ const I18N = {
     s_raised: 'raised', s_acknowledged: 'acknowledged', s_cleared: 'cleared',
     s_new: 'new', s_claimed: 'claimed', s_assigned: 'assigned', s_dismissed: 'dismissed',
     p_urgent: 'urgent', p_high: 'high', p_normal: 'normal', p_low: 'low',
+    r_stock: 'in stock', r_installed: 'installed', r_returned_for_repair: 'returned for repair', r_scrapped: 'scrapped',
     sev_critical: 'critical', sev_major: 'major', sev_minor: 'minor',
   },
   zh: {
@@ -130,6 +131,7 @@ const I18N = {
     s_raised: '未确认', s_acknowledged: '已确认', s_cleared: '已消除',
     s_new: '新发现', s_claimed: '已认领', s_assigned: '已登记', s_dismissed: '已忽略',
     p_urgent: '紧急', p_high: '高', p_normal: '普通', p_low: '低',
+    r_stock: '库存', r_installed: '已安装', r_returned_for_repair: '返修中', r_scrapped: '已报废',
     sev_critical: '严重', sev_major: '重要', sev_minor: '次要',
   },
 };
@@ -187,6 +189,14 @@ function fmtTime(iso) {
     year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit',
   }).format(d);
 }
+// Month, day and time (the year only when it is not this one): due times in a narrow column.
+function fmtShort(iso) {
+  if (!iso) return '—';
+  const d = new Date(iso);
+  const options = { month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit' };
+  if (d.getFullYear() !== new Date().getFullYear()) options.year = 'numeric';
+  return new Intl.DateTimeFormat(app.lang === 'zh' ? 'zh-CN' : 'en-GB', options).format(d);
+}
 function ago(iso) {
   if (!iso) return t('never');
   const seconds = (new Date(iso).getTime() - Date.now()) / 1000;
@@ -239,7 +249,8 @@ const query = (params) => {
 // --------------------------------------------------------------------------- start, sign-in, language
 
 function start() {
-  // A link like /dashboard/#token=gpf_…&lang=zh signs in at once; the token leaves the address bar.
+  // A link like /dashboard/#token=gpf_…&lang=zh&view=tickets signs in at once and opens that
+  // view; the token leaves the address bar.
   const fragment = new URLSearchParams(location.hash.replace(/^#\/?/, ''));
   if (fragment.get('token')) {
     app.token = fragment.get('token');
@@ -247,7 +258,9 @@ function start() {
   }
   const wanted = fragment.get('lang') || localStorage.getItem(LANG_KEY) || navigator.language || 'en';
   setLanguage(wanted.toLowerCase().startsWith('zh') ? 'zh' : 'en', false);
-  if (fragment.get('token') || fragment.get('lang')) history.replaceState(null, '', `${location.pathname}#/terminals`);
+  if (fragment.get('token') || fragment.get('lang')) {
+    history.replaceState(null, '', `${location.pathname}#/${fragment.get('view') || 'terminals'}`);
+  }
   window.addEventListener('hashchange', () => { readRoute(); render(); refresh(); });
   document.addEventListener('visibilitychange', () => { if (!document.hidden) refresh(); });
   readRoute();
@@ -559,7 +572,7 @@ const ticketsView = {
   },
 };
 
-const TICKET_COLUMNS = ['number', 'device', 'plate', 'customer', 'fault', 'priority', 'state', 'created', 'response_due', 'repair_due', 'warranty', 'actions'];
+const TICKET_COLUMNS = ['number', 'device', 'customer', 'fault', 'priority', 'state', 'response_due', 'repair_due', 'warranty', 'actions'];
 
 function ticketTable(id) {
   return h('table', { id }, h('thead', {}, h('tr', {}, TICKET_COLUMNS.map((k) => h('th', {}, t(k))))), h('tbody', {}));
@@ -569,10 +582,11 @@ function fillTickets(table, items) {
   if (!items.length) table.tBodies[0].append(emptyRow(TICKET_COLUMNS.length));
 }
 
-function dueCell(due, overdue, doneAt) {
+function dueCell(due, overdue) {
   return h('td', { class: overdue ? 'overdue' : '', title: fmtTime(due) },
-    fmtTime(due), overdue && !doneAt ? [' ', h('span', { class: 'pill bad' }, t('overdue'))] : '');
+    fmtShort(due), overdue ? h('div', {}, h('span', { class: 'pill bad' }, t('overdue'))) : '');
 }
+const shorten = (text, n) => (text.length > n ? `${text.slice(0, n - 1)}…` : text);
 
 function ticketRow(ticket) {
   const warranty = ticket.in_warranty == null ? '—'
@@ -581,19 +595,18 @@ function ticketRow(ticket) {
   const moves = app.me && STAFF.includes(app.me.role)
     ? ticket.allowed_transitions.filter((to) => (TRANSITION_ROLES[to] || STAFF).includes(app.me.role)) : [];
   return h('tr', { 'data-ticket': ticket.id, class: ticket.response_overdue || ticket.repair_overdue ? 'late' : '' },
-    h('td', {}, ticket.number),
-    h('td', {}, h('a', { href: `#/terminal/${encodeURIComponent(ticket.terminal_id)}` }, ticket.terminal_id)),
-    h('td', {}, ticket.vehicle_plate || '—'),
+    h('td', {}, ticket.number, h('div', { class: 'muted', title: fmtTime(ticket.created_at) }, ago(ticket.created_at))),
+    h('td', {}, h('a', { href: `#/terminal/${encodeURIComponent(ticket.terminal_id)}` }, ticket.terminal_id),
+      h('div', { class: 'muted' }, ticket.vehicle_plate || '—')),
     h('td', {}, ticket.customer_name || '—'),
     h('td', { class: 'wrap' }, label('f_', ticket.fault), ticket.verification ? h('div', {}, pill('low', t('to_verify'))) : null,
-      ticket.symptoms ? h('div', { class: 'muted' }, ticket.symptoms) : null),
+      ticket.symptoms ? h('div', { class: 'muted', title: ticket.symptoms }, shorten(ticket.symptoms, 60)) : null),
     h('td', {}, pill(ticket.priority, label('p_', ticket.priority))),
     h('td', {}, pill(ticket.state, label('s_', ticket.state))),
-    timeCell(ticket.created_at),
-    dueCell(ticket.response_due, ticket.response_overdue && !ticket.responded_at, ticket.responded_at),
-    dueCell(ticket.repair_due, ticket.repair_overdue && !ticket.resolved_at, ticket.resolved_at),
+    dueCell(ticket.response_due, ticket.response_overdue && !ticket.responded_at),
+    dueCell(ticket.repair_due, ticket.repair_overdue && !ticket.resolved_at),
     h('td', {}, warranty),
-    h('td', {}, moves.map((to) => h('button', { class: 'small', onclick: () => transitionDialog(ticket, to) }, label('s_', to)))));
+    h('td', {}, moves.map((to) => h('button', { class: 'small', 'data-to': to, onclick: () => transitionDialog(ticket, to) }, `→ ${label('s_', to)}`))));
 }
 
 function transitionDialog(ticket, to) {
@@ -726,7 +739,7 @@ function renderRegistry(terminal, warranty) {
   const facts = [
     [t('plate'), terminal.plate || '—'], [t('model'), terminal.model_name || '—'],
     [t('serial'), terminal.serial_number || '—'], [t('sim'), terminal.iccid || '—'],
-    [t('firmware'), terminal.firmware || '—'], [t('registry'), terminal.status],
+    [t('firmware'), terminal.firmware || '—'], [t('registry'), label('r_', terminal.status)],
     [t('enabled'), terminal.enabled ? t('yes') : t('no')],
   ];
   if (warranty) {

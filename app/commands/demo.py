@@ -294,7 +294,7 @@ def announce(
     gateway = app.state.services.get("gateway")
     lines = ["", "gpsfleet demo is running", f"  database      {mask_dsn(settings.db)}"]
     if dashboard:
-        lines.append(f"  dashboard     {base}/dashboard/  (sign in with the admin token below)")
+        lines.append(f"  dashboard     {base}/dashboard/#token={token}")
     lines += [
         f"  API docs      {base}/docs",
         f"  tickets       {base}/api/v1/tickets",

@@ -47,7 +47,11 @@ def test_page_and_assets_need_no_token(sqlite_url: str) -> None:
             again = client.get("/dashboard/app.js", headers={"If-None-Match": script.headers["etag"]})
             assert again.status_code == 304
             # nothing but the three files: no listing, no way out of the folder
-            for path in ("/dashboard/../app.py", "/dashboard/%2e%2e%2fdashboard.py", "/dashboard/dashboard.py"):
+            for path in (
+                "/dashboard/../app.py",
+                "/dashboard/%2e%2e%2fdashboard.py",
+                "/dashboard/dashboard.py",
+            ):
                 assert client.get(path).status_code == 404, path
             # and no data without a token
             assert client.get("/api/v1/dashboard/terminals").status_code == 401
@@ -91,7 +95,9 @@ def test_terminal_table_search_filter_sort_page(seeded: tuple[TestClient, Seeded
     assert ids(show="faulty") == sorted([fleet.power_cut, fleet.antenna_cut])
     assert ids(show="gnss_antenna_cut") == [fleet.antenna_cut]
     assert ids(show="never_seen") == [fleet.in_stock]
-    assert ids(sort="faults", order="desc")[2:] == sorted([fleet.moving, fleet.other_customer, fleet.in_stock])
+    assert ids(sort="faults", order="desc")[2:] == sorted(
+        [fleet.moving, fleet.other_customer, fleet.in_stock]
+    )
     by_power = ids(sort="power_v", order="desc")
     assert by_power[:3] == [fleet.other_customer, fleet.moving, fleet.power_cut]  # unknown last
     first, second = ids(limit=2), ids(limit=2, offset=2)

@@ -38,7 +38,9 @@ class SeededFleet:
     tokens: dict[str, str] = field(default_factory=dict)
 
 
-def _fix(device_id: str, at: datetime, lat: float, lon: float, alarms: list[str] | None = None, **attrs: object) -> PositionRow:
+def _fix(
+    device_id: str, at: datetime, lat: float, lon: float, alarms: list[str] | None = None, **attrs: object
+) -> PositionRow:
     return PositionRow(
         terminal_id=device_id,
         fix_time=at,
@@ -58,10 +60,14 @@ def _fix(device_id: str, at: datetime, lat: float, lon: float, alarms: list[str]
 
 def seed_fleet(database: Database, settings: Settings) -> SeededFleet:
     now = datetime.now(UTC)
-    devices = {name: imei_for(n) for n, name in enumerate(("moving", "power", "antenna", "other", "stock"), 1)}
+    devices = {
+        name: imei_for(n) for n, name in enumerate(("moving", "power", "antenna", "other", "stock"), 1)
+    }
     with database.engine.begin() as conn:
         service.create_terminal_model(conn, name=MODEL, protocol="gt06", warranty_months=24)
-        harbour = service.create_customer(conn, name="Harbour Freight", contact_name="Li Wei", phone="+86 21 5555 0101")
+        harbour = service.create_customer(
+            conn, name="Harbour Freight", contact_name="Li Wei", phone="+86 21 5555 0101"
+        )
         mountain = service.create_customer(conn, name="Mountain Buses", contact_name="Zhang Min")
         for number, (name, plate, customer) in enumerate(
             [
@@ -96,7 +102,9 @@ def seed_fleet(database: Database, settings: Settings) -> SeededFleet:
     ]
     rows.append(_fix(devices["power"], now - timedelta(minutes=1), 31.10, 121.30, ["power_cut"], power_v=0.0))
     rows.append(_fix(devices["antenna"], now - timedelta(minutes=1), 31.20, 121.60, ["gnss_antenna_cut"]))
-    rows.append(_fix(devices["other"], now - timedelta(minutes=1), 30.66, 104.06, power_v=24.1, gsm_signal=20))
+    rows.append(
+        _fix(devices["other"], now - timedelta(minutes=1), 30.66, 104.06, power_v=24.1, gsm_signal=20)
+    )
     batch = IngestBatch()
     batch.positions.extend(rows)
     PositionWriter(database).write(batch)
@@ -136,6 +144,8 @@ def seed_fleet(database: Database, settings: Settings) -> SeededFleet:
     fleet.tokens = {
         "admin": create_token(database.engine, role="admin", name="NOC wall").token,
         "technician": create_token(database.engine, role="technician", name="Wang tech").token,
-        "harbour": create_token(database.engine, role="customer", customer_id=harbour["id"], name="Harbour portal").token,
+        "harbour": create_token(
+            database.engine, role="customer", customer_id=harbour["id"], name="Harbour portal"
+        ).token,
     }
     return fleet
