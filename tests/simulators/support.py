@@ -19,6 +19,7 @@ class Received:
     messages: list[Message] = field(default_factory=list)
     replies_dropped: int = 0
     connections: int = 0
+    garbage_bytes: int = 0
     terminal_ids: set[str] = field(default_factory=set)
 
 
@@ -95,6 +96,7 @@ class AckingServer:
         except ConnectionError:
             pass
         finally:
+            self.received.garbage_bytes += framer.garbage_bytes
             writer.close()
 
     async def stop(self) -> None:

@@ -239,3 +239,36 @@ def test_a_silent_terminal_drops_its_link_keeps_its_fixes_and_uploads_them_when_
     assert result.stats["batches"] >= 1, "the fixes of the silent spell went up in a batch"
     assert result.stats["fixes_acked"] >= result.stats["fixes"] - 2
     assert terminal.wakeups < 60, f"{terminal.wakeups} loop turns in 7 s: the silent spell must not spin"
+
+
+@pytest.mark.parametrize("protocol", ["jt808", "teltonika"])
+def test_line_faults_reach_the_server_and_retransmission_heals_them(protocol: str) -> None:
+    spec = spec_of(protocol)
+    server = AckingServer(spec)
+    faults = "".join(
+        f'\n[[faults]]\nfleet = "{protocol}"\nkind = "{kind}"\nprobability = {chance}\n'
+        for kind, chance in (("bad_checksum", 0.3), ("garbage", 0.3), ("truncated", 0.15))
+    )
+    repeater = f'\n[[fleet]]\nname = "repeater"\nprotocol = "{protocol}"\ncount = 1\n'
+    repeats = '\n[[faults]]\nfleet = "repeater"\nkind = "duplicate"\nat_s = 0\n'  # every frame twice
+    text = scenario_text(protocol, count=2, ack_timeout_s=0.4) + repeater + faults + repeats
+
+    async def scenario() -> RunResult:
+        await server.start()
+        try:
+            runner = FleetRunner(parse_scenario(text), endpoints(protocol, server))
+            return await runner.run(duration_s=7)
+        finally:
+            await server.stop()
+
+    result = asyncio.run(scenario())
+    stats = result.stats
+    assert stats["faults_injected"] >= 5
+    assert server.received.errors, "corrupted frames reached the decoder and were refused"
+    assert server.received.garbage_bytes > 0
+    assert stats["retransmitted"] >= 2
+    positions = [m for m in server.received.messages if m.type == MessageType.POSITION and m.valid]
+    assert all(m.terminal_id for m in positions)
+    unique = {(m.terminal_id, m.time) for m in positions}
+    assert len(positions) > len(unique), "duplicated frames arrived twice"
+    assert stats["fixes_acked"] >= stats["fixes"] - stats["buffered"] - 4  # all but those in flight
