@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from api.deps import ALL_ROLES, Principal, get_database, get_settings, not_found, require_roles
+from api.deps import ALL_ROLES, Principal, Role, get_database, get_settings, not_found, require_roles
 from core.messages import format_time
 from core.settings import Settings
 from fleet.scope import customer_owns_terminal, customer_terminal_ids
@@ -40,6 +40,10 @@ from store.queries import (
 from store.tables.registry import installations, terminals, vehicles
 
 router = APIRouter(prefix="/api/v1", tags=["positions"])
+
+# Where vehicles are is the customers' business and the staff's who look after the
+# terminals; finance has no need to know.
+POSITION_ROLES = sorted(ALL_ROLES - {Role.FINANCE})
 
 _TIME_HELP = "RFC 3339 with a zone, e.g. 2026-11-01T08:00:00Z"
 _TIME = "RFC 3339, UTC"
@@ -102,7 +106,7 @@ class LatestPositionsOut(BaseModel):
 )
 def read_latest_positions(
     terminal_id: list[str] | None = Query(None, description="only these terminals (repeatable)"),
-    principal: Principal = Depends(require_roles(*ALL_ROLES)),
+    principal: Principal = Depends(require_roles(*POSITION_ROLES)),
     database: Database = Depends(get_database),
 ) -> dict[str, Any]:
     """Each terminal's last plausible fix, when it was last heard from, and its latest
@@ -132,7 +136,7 @@ def read_track(
     page_size: int | None = Query(None, ge=1, le=100_000, description="fixes per page"),
     cursor: str | None = Query(None, description="next_cursor of the previous page"),
     include_flagged: bool = Query(False, description="include implausible fixes (flags != 0)"),
-    principal: Principal = Depends(require_roles(*ALL_ROLES)),
+    principal: Principal = Depends(require_roles(*POSITION_ROLES)),
     database: Database = Depends(get_database),
     settings: Settings = Depends(get_settings),
 ) -> dict[str, Any]:
@@ -179,7 +183,7 @@ def export_track(
     start: datetime | None = Query(None, description=f"from (default: 24 h before end); {_TIME_HELP}"),
     end: datetime | None = Query(None, description=f"until, included (default: now); {_TIME_HELP}"),
     include_flagged: bool = Query(False, description="include implausible fixes (flags != 0)"),
-    principal: Principal = Depends(require_roles(*ALL_ROLES)),
+    principal: Principal = Depends(require_roles(*POSITION_ROLES)),
     database: Database = Depends(get_database),
     settings: Settings = Depends(get_settings),
 ) -> StreamingResponse:

@@ -74,9 +74,15 @@ def customer_id(database: Database, device_id: str) -> int:
     "path",
     ["/api/v1/positions/latest", f"/api/v1/terminals/{OURS}/track", f"/api/v1/terminals/{OURS}/track.gpx"],
 )
-def test_every_endpoint_needs_a_token(client: TestClient, path: str) -> None:
+def test_every_endpoint_needs_a_token_of_a_role_that_may_see_positions(
+    client: TestClient, database: Database, path: str
+) -> None:
     assert client.get(path).status_code == 401
     assert client.get(path, headers={"Authorization": "Bearer nope"}).status_code == 401
+    forbidden = client.get(path, params=RANGE, headers=bearer(database, "finance"))
+    assert forbidden.status_code == 403 and "finance" in forbidden.json()["detail"]
+    for role in ("admin", "manager", "noc", "clerk", "technician"):
+        assert client.get(path, params=RANGE, headers=bearer(database, role)).status_code == 200
 
 
 def test_staff_see_every_latest_position_and_customers_only_theirs(
