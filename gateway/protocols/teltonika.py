@@ -222,13 +222,9 @@ def _pairs(id_format: str, group: int, count: int) -> struct.Struct:
 # --------------------------------------------------------------------------- records
 
 
-def _record_time(milliseconds: int) -> datetime:
-    try:
-        return datetime.fromtimestamp(milliseconds / 1000, UTC)
-    except (OverflowError, OSError, ValueError) as exc:
-        raise MalformedFrame(f"record time {milliseconds} ms out of range") from exc
-
-
+_from_timestamp = datetime.fromtimestamp
+_POSITION = MessageType.POSITION
+_STATUS = MessageType.STATUS
 _EVENT_8E = struct.Struct(">HH")
 _EVENT_16 = struct.Struct(">HBB")
 _NX = struct.Struct(">HH")
@@ -264,7 +260,9 @@ def _read_record(data: bytes, pos: int, codec: int, terminal_id: str | None) -> 
         attrs["teltonika.priority"] = priority
     alarms: list[str] = []
     known = KNOWN_IO
+    simple_io = SIMPLE_IO
     raw_keys = _RAW_KEYS
+    structs = _PAIR_STRUCTS[id_format]
     for group in (0, 1, 2, 3):
         if wide_counts:
             count = _U16.unpack_from(data, pos)[0]
@@ -274,13 +272,24 @@ def _read_record(data: bytes, pos: int, codec: int, terminal_id: str | None) -> 
             pos += 1
         if not count:
             continue
-        pairs = _pairs(id_format, group, count)
-        values = pairs.unpack_from(data, pos)
+        pairs = structs[group].get(count) or _pairs(id_format, group, count)
+        values = iter(pairs.unpack_from(data, pos))
         pos += pairs.size
-        for io, value in zip(values[::2], values[1::2], strict=True):
-            # unknown ids are most of a record: stored raw without a call
+        for io, value in zip(values, values, strict=True):
+            # unknown ids are most of a record: stored raw without a call; the common
+            # known ones (power, battery, odometer, ignition) without one either
             if io in known:
-                _apply_io(io, value, attrs, alarms)
+                simple = simple_io.get(io)
+                if simple is None:
+                    _apply_io(io, value, attrs, alarms)
+                else:
+                    key, divisor = simple
+                    if divisor is None:
+                        attrs[key] = value
+                    elif divisor is bool:
+                        attrs[key] = value != 0
+                    else:
+                        attrs[key] = value / divisor
             else:
                 key = raw_keys.get(io)
                 attrs[key if key is not None else _raw_key(io)] = value
@@ -305,10 +314,14 @@ def _read_record(data: bytes, pos: int, codec: int, terminal_id: str | None) -> 
     lon: float | None = lon_raw / 1e7
     if not valid and not lat_raw and not lon_raw:
         lat = lon = None
+    try:
+        time = _from_timestamp(ms / 1000, UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise MalformedFrame(f"record time {ms} ms out of range") from exc
     message = Message(
-        MessageType.POSITION if lat is not None else MessageType.STATUS,
+        _POSITION if lat is not None else _STATUS,
         terminal_id,
-        _record_time(ms),
+        time,
         valid,
         lat,
         lon,
@@ -390,7 +403,14 @@ def decode_records(data: bytes, terminal_id: str | None, lenient: bool) -> list[
     if len(data) < 3:
         raise MalformedFrame("AVL data shorter than codec and counts")
     codec = data[0]
-    layouts = (CODEC_8, CODEC_8_WIDE_IDS, CODEC_8_WIDE) if codec == CODEC_8 else (codec,)
+    if codec != CODEC_8:  # one layout
+        try:
+            return _read_records(data, codec, terminal_id, strict=True)
+        except MalformedFrame:
+            if not lenient:
+                raise
+        return _read_records(data, codec, terminal_id, strict=False)
+    layouts = (CODEC_8, CODEC_8_WIDE_IDS, CODEC_8_WIDE)
     errors: list[MalformedFrame] = []
     for layout in layouts:
         try:
