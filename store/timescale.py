@@ -22,6 +22,7 @@ from core.settings import TimescaleSettings
 log = logging.getLogger(__name__)
 
 HOURLY_VIEW = "positions_hourly"
+_LOCK_KEY = 0x6770_7473  # "gpts": the TimescaleDB setup, one process at a time
 # Window the hourly aggregate is refreshed over; older hours stay as they were computed.
 REFRESH_START_OFFSET = "3 days"
 REFRESH_END_OFFSET = "1 hour"
@@ -129,6 +130,8 @@ def apply_timescale(conn: Connection, settings: TimescaleSettings) -> bool:
             "(positions and events are not hypertables; no compression, retention or hourly aggregate)"
         )
         return False
+    # two processes starting together would race on the policies: one at a time
+    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})")
     try:
         with conn.begin_nested():
             conn.exec_driver_sql(statements[0])
