@@ -291,8 +291,8 @@ def _read_record(data: bytes, pos: int, codec: int, terminal_id: str | None) -> 
                     else:
                         attrs[key] = value / divisor
             else:
-                key = raw_keys.get(io)
-                attrs[key if key is not None else _raw_key(io)] = value
+                raw_key = raw_keys.get(io)
+                attrs[raw_key if raw_key is not None else _raw_key(io)] = value
     if codec == CODEC_8E:
         (count,) = _U16.unpack_from(data, pos)
         pos += 2
