@@ -122,3 +122,23 @@ def test_the_hourly_aggregate_query_is_valid_sql_over_positions(pg_url: str) -> 
         assert tuple(row) == (2, 50.0, 60.0, 900.0)
     finally:
         database.dispose()
+
+
+def test_the_compression_blocks_are_valid_plpgsql(pg_url: str) -> None:
+    """Run the DO blocks against a stand-in catalogue saying compression is on already
+    (so they check the catalogue and skip the TimescaleDB-only ALTER)."""
+    blocks = [s for s in timescale_statements(TimescaleSettings()) if s.startswith("DO $$")]
+    assert len(blocks) == 2
+    database = open_database(pg_url)
+    try:
+        with database.engine.begin() as conn:
+            conn.exec_driver_sql("CREATE SCHEMA timescaledb_information")
+            conn.exec_driver_sql(
+                "CREATE VIEW timescaledb_information.hypertables AS "
+                "SELECT 'positions'::name AS hypertable_name, true AS compression_enabled "
+                "UNION ALL SELECT 'events'::name, true"
+            )
+            for block in blocks:
+                conn.exec_driver_sql(block)
+    finally:
+        database.dispose()
