@@ -52,7 +52,7 @@ def position_rows(positions: list[PositionRow]) -> list[tuple[Any, ...]]:
             p.course,
             p.satellites,
             p.hdop,
-            p.valid,
+            1 if p.valid else 0,  # sqlite3 binds a bool through its slow adapter path
             p.protocol,
             dumps(p.alarms) if p.alarms else None,
             dumps(p.attributes) if p.attributes else None,
@@ -115,6 +115,7 @@ def write_batch(conn: sqlite3.Connection, batch: IngestBatch) -> WriteResult:
     return result
 
 
+_STATE_BOOLS = tuple(STATE_COLUMNS.index(c) for c in ("valid", "power_cut", "ignition", "charging"))
 _STATE_TIMES = tuple(
     STATE_COLUMNS.index(c)
     for c in ("last_seen", "fix_time", "fix_received_at", "attributes_time", "alarms_time")
@@ -122,8 +123,11 @@ _STATE_TIMES = tuple(
 
 
 def _sqlite_values(row: tuple[Any, ...]) -> list[Any]:
-    """A state row with times as integer microseconds."""
+    """A state row with times as integer microseconds and booleans as 0 / 1."""
     values = list(row)
+    for i in _STATE_BOOLS:
+        if (value := values[i]) is not None:
+            values[i] = 1 if value else 0
     for i in _STATE_TIMES:
         if (value := values[i]) is not None:
             values[i] = (value - _EPOCH) // _MICROSECOND
