@@ -71,6 +71,9 @@ def session_terminal_id(ctx: DecodeContext) -> str | None:
 
 
 _CLOCK = struct.Struct(">6B")
+_IGNITION = Attr.IGNITION
+_POSITION = MessageType.POSITION
+_STATUS = MessageType.STATUS
 
 
 def gps_time(data: bytes, pos: int, tz: tzinfo) -> datetime | None:
@@ -84,18 +87,23 @@ def read_gps(data: bytes, pos: int, ctx: DecodeContext, kind: MessageType = Mess
     """The 18-byte GPS block at ``pos``: time, satellites, lat, lon, speed, course/status."""
     if len(data) < pos + 18:
         raise MalformedFrame("GPS block truncated")
-    time = gps_time(data, pos, session_tz(ctx))
-    message = read_fix(data, pos + 6, ctx, kind)
-    message.time = time
-    return message
+    year, month, day, hour, minute, second = _CLOCK.unpack_from(data, pos)
+    if year or month or day:
+        tz = ctx.state.get("gt06.tz") or ctx.tz  # session_tz, inline: once per fix
+        time = device_time(2000 + year, month, day, hour, minute, second, tz)
+    else:
+        time = None  # the device has no clock yet
+    return read_fix(data, pos + 6, ctx, kind, time)
 
 
-def read_fix(data: bytes, pos: int, ctx: DecodeContext, kind: MessageType) -> Message:
+def read_fix(
+    data: bytes, pos: int, ctx: DecodeContext, kind: MessageType, time: datetime | None = None
+) -> Message:
     info, lat_raw, lon_raw, speed, flags = _GPS_NO_TIME.unpack_from(data, pos)
-    valid = bool(flags & COURSE_VALID)
+    valid = (flags & COURSE_VALID) != 0
     attrs: dict[str, Any] = {}
     if flags & COURSE_HAS_ACC:
-        attrs[Attr.IGNITION] = bool(flags & COURSE_ACC)
+        attrs[_IGNITION] = (flags & COURSE_ACC) != 0
     if not valid and not lat_raw and not lon_raw:
         lat = lon = None
     else:
@@ -106,9 +114,9 @@ def read_fix(data: bytes, pos: int, ctx: DecodeContext, kind: MessageType) -> Me
         if flags & COURSE_WEST:
             lon = -lon
     return Message(
-        kind if lat is not None or kind is not MessageType.POSITION else MessageType.STATUS,
-        session_terminal_id(ctx),
-        None,
+        kind if lat is not None or kind is not _POSITION else _STATUS,
+        ctx.terminal_id or ctx.state.get("gt06.imei"),  # session_terminal_id, inline
+        time,
         valid,
         lat,
         lon,

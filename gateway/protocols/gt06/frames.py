@@ -89,9 +89,13 @@ def split(buffer: bytes) -> Split:
     pos = 0
     size = len(buffer)
     while pos < size:
-        short = buffer.find(SHORT, pos)
-        long = buffer.find(LONG, pos)
-        start = short if long < 0 or (0 <= short < long) else long
+        first = buffer[pos]
+        if (first == 0x78 or first == 0x79) and pos + 1 < size and buffer[pos + 1] == first:
+            start = pos  # a frame follows the last one, as in nearly every write
+        else:
+            short = buffer.find(SHORT, pos)
+            long = buffer.find(LONG, pos)
+            start = short if long < 0 or (0 <= short < long) else long
         if start < 0:
             # keep a last byte that may begin a start marker
             keep = 1 if buffer[-1] in (0x78, 0x79) else 0

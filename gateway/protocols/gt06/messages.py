@@ -486,6 +486,10 @@ def time_reply(serial: int | None, now: datetime) -> bytes:
     return reply(TIME_REQUEST, serial, content)
 
 
+_SERIAL = Attr.SERIAL
+_WIFI_TYPES = frozenset({WIFI, WIFI_2})
+
+
 def decode(frame: bytes, ctx: DecodeContext) -> Decoded:
     packet = open_packet(frame, ctx.lenient)
     handler = HANDLERS.get(packet.protocol)
@@ -498,17 +502,18 @@ def decode(frame: bytes, ctx: DecodeContext) -> Decoded:
     serial = packet.serial
     if serial is not None:
         for message in messages:
-            message.attributes[Attr.SERIAL] = serial
+            message.attributes[_SERIAL] = serial
     if not packet.checksum_ok:
         for message in messages:
             message.attributes[Attr.CHECKSUM_OK] = False
+    protocol = packet.protocol
     answer: bytes | None = None
-    if packet.protocol in ECHOED:
-        answer = reply(packet.protocol, serial)
-    elif packet.protocol == TIME_REQUEST:
+    if protocol in ECHOED:
+        answer = reply(protocol, serial)
+    elif protocol == TIME_REQUEST:
         answer = time_reply(serial, ctx.now())
-    elif packet.protocol in (WIFI, WIFI_2) and len(packet.content) >= 6:
+    elif protocol in _WIFI_TYPES and len(packet.content) >= 6:
         # the Wi-Fi packet's own BCD time echoed, without length, serial or CRC
-        answer = b"\x78\x78\x00" + bytes((packet.protocol,)) + packet.content[:6] + END
-    terminal_id = messages[0].terminal_id if packet.protocol == LOGIN else None
+        answer = b"\x78\x78\x00" + bytes((protocol,)) + packet.content[:6] + END
+    terminal_id = messages[0].terminal_id if protocol == LOGIN else None
     return Decoded(messages, answer, terminal_id)
