@@ -257,6 +257,12 @@ def test_hex_logging_switched_on_and_off_through_the_api(
                     client.get("/api/v1/gateway/hexlog", headers=bearer(database, "finance")).status_code
                     == 403
                 )
+                status = client.get("/api/v1/gateway/status", headers=support).json()
+                assert status["running_here"] and status["ports"]["jt808"]["tcp"] == terminal.port
+                assert status["connections_by_protocol"] == {"jt808/tcp": 1}
+                assert status["writer"]["database_ok"] and status["unknown_terminal"] == "quarantine"
+                metrics = client.get("/metrics", headers=support).text
+                assert 'gpsfleet_gateway_frames_in_total{protocol="jt808",transport="tcp"}' in metrics
                 await terminal.close()
                 return frames, len(after)
 
