@@ -107,7 +107,7 @@ def test_fixes_kept_while_offline_are_uploaded_in_batches(protocol: str) -> None
         )
         task = asyncio.create_task(runner.run(duration_s=7))
         await asyncio.sleep(3.5)  # the terminal reports into the void, keeping its fixes
-        assert runner.stats.connect_failures >= 1 and runner.stats.buffered >= 3
+        assert runner.stats.connect_failures >= 1 and runner.stats.buffered >= 2
         server._server = await asyncio.start_server(server._serve, "127.0.0.1", port)
         try:
             return runner, await task
