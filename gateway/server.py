@@ -304,8 +304,10 @@ class Gateway:
     # ------------------------------------------------------------------ housekeeping
 
     async def _sweep(self) -> None:
+        timeouts = [p.idle_timeout_s for p in self.settings.gateway.protocols.values() if p.enabled]
+        every = max(0.1, min([SWEEP_EVERY_S, *(t / 2 for t in timeouts)]))
         while True:
-            await asyncio.sleep(SWEEP_EVERY_S)
+            await asyncio.sleep(every)
             if self.services is None:
                 continue
             now = time.monotonic()

@@ -281,3 +281,30 @@ def _customer(database: Database) -> int:
     from tests.api.support import add_customer
 
     return add_customer(database, "Fleet customer")
+
+
+def test_idle_connections_are_closed_and_connection_caps_hold(
+    sqlite_database: Database, sqlite_url: str, tmp_path: Path
+) -> None:
+    database = sqlite_database
+    settings = settings_for(sqlite_url, tmp_path, max_connections_per_address=2)
+    settings.gateway.protocols["jt808"].idle_timeout_s = 0.5
+    before = _metric("gpsfleet_gateway_connections_refused_total", reason="max_per_address")
+
+    async def scenario() -> tuple[bool, bool, bool]:
+        async with running_gateway(settings, database) as gateway:
+            port = gateway.ports["jt808"]["tcp"]
+            first, second, third = (Terminal("jt808", phone(570 + i), "127.0.0.1", port) for i in range(3))
+            for terminal in (first, second, third):
+                await terminal.connect()
+            third_refused = await third.closed_by_server(timeout=5)
+            idle_closed = await first.closed_by_server(timeout=10)  # silent for longer than 0.5 s
+            await second.close()
+            gt06 = Terminal("gt06", imei(570), "127.0.0.1", gateway.ports["gt06"]["tcp"])
+            await gt06.connect()
+            other_protocol_open = not await gt06.closed_by_server(timeout=1.5)  # its timeout is 600 s
+            await gt06.close()
+            return third_refused, idle_closed, other_protocol_open
+
+    assert run(scenario()) == (True, True, True)
+    assert _metric("gpsfleet_gateway_connections_refused_total", reason="max_per_address") - before == 1
