@@ -38,6 +38,15 @@ class SeededFleet:
     tokens: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class LiveApi:
+    """The API serving the seeded fleet: its address, the fleet, its database."""
+
+    base: str
+    fleet: SeededFleet
+    database_url: str
+
+
 def _fix(
     device_id: str, at: datetime, lat: float, lon: float, alarms: list[str] | None = None, **attrs: object
 ) -> PositionRow:

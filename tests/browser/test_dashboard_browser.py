@@ -5,64 +5,11 @@ from the ``#token=`` link, in English and in Chinese, and for a customer."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import tempfile
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
 
-import pytest
-import uvicorn
-
-from api.app import create_app
-from core.settings import Settings
-from store.db import open_database
-from tests.browser.support import UNKNOWN_DEVICE, SeededFleet, seed_fleet
-from tests.services import free_port, wait_port
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--window-size=1400,1000",
-]
-
-
-@dataclass
-class LiveApi:
-    base: str
-    fleet: SeededFleet
-
-
-@pytest.fixture(scope="module")
-def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
-    if CHROMIUM is None:  # CI installs it (.ci/run); a machine without it must say so, not pass
-        pytest.fail("chromium is not installed: apt-get install chromium")
-    url = f"sqlite:///{tmp_path_factory.mktemp('dashboard') / 'gpsfleet.db'}"
-    database = open_database(url)
-    settings = Settings(db=url)
-    fleet = seed_fleet(database, settings)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings, database), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, name="dashboard-api", daemon=True)
-    thread.start()
-    try:
-        wait_port(port)
-        yield LiveApi(f"http://127.0.0.1:{port}", fleet)
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        database.dispose()
+from tests.browser.chromium import CHROMIUM, CHROMIUM_FLAGS
+from tests.browser.support import UNKNOWN_DEVICE, LiveApi
 
 
 def chromium(url: str, *extra: str) -> str:
