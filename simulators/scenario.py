@@ -52,7 +52,7 @@ PROTOCOLS = ("nmea", "jt808", "gt06", "teltonika", "h02", "gps103")
 # The transports a protocol is carried over by real terminals.
 PROTOCOL_TRANSPORTS: dict[str, tuple[str, ...]] = {
     "nmea": ("tcp", "serial", "mqtt"),
-    "jt808": ("tcp", "mqtt"),
+    "jt808": ("tcp", "udp", "mqtt"),
     "gt06": ("tcp", "mqtt"),
     "teltonika": ("tcp", "udp", "mqtt"),
     "h02": ("tcp", "udp", "mqtt"),

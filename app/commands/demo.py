@@ -94,14 +94,22 @@ def gateway_available(transport: str) -> bool:
 
 
 def demo_protocol_ports(settings: Settings, host: str) -> dict[str, dict[str, Any]]:
-    """The configured (Traccar) ports where free; a free port instead of a taken one."""
+    """The configured (Traccar) ports where free, a free port instead of a taken one, and UDP
+    for every protocol that has it (on its TCP port number unless one is configured)."""
+    from gateway.protocols import PROTOCOLS
+
     out: dict[str, dict[str, Any]] = {}
     for name, protocol in settings.gateway.protocols.items():
         values = protocol.model_dump()
         if not port_free(host, protocol.port):
             values["port"] = free_port()
-        if protocol.udp_port is not None and not port_free(host, protocol.udp_port, socket.SOCK_DGRAM):
-            values["udp_port"] = free_port(socket.SOCK_DGRAM)
+        spec = PROTOCOLS.get(name)
+        udp_port = protocol.udp_port
+        if udp_port is None and spec is not None and "udp" in spec.transports:
+            udp_port = values["port"]
+        if udp_port is not None and not port_free(host, udp_port, socket.SOCK_DGRAM):
+            udp_port = free_port(socket.SOCK_DGRAM)
+        values["udp_port"] = udp_port
         out[name] = values
     return out
 

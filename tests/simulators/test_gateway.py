@@ -26,6 +26,7 @@ GROUPS = [
     ("nmea", "tcp"),
     ("nmea", "serial"),
     ("jt808", "tcp"),
+    ("jt808", "udp"),
     ("jt808", "mqtt"),
     ("gt06", "tcp"),
     ("teltonika", "tcp"),
