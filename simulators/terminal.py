@@ -115,6 +115,7 @@ class VirtualTerminal:
         self.inflight: _InFlight | None = None
         self.fixes = 0
         self.fixes_acked = 0
+        self.dropped = 0  # fixes lost to a full offline buffer
         self.frames_sent = 0
         self.last_reported_iccid: str | None = composer.health.iccid
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -218,7 +219,14 @@ class VirtualTerminal:
         self.stats.fixes += 1
         self.fixes += 1
         if len(self.outbox) >= self.timing.buffer_max:
+            if not self.dropped:
+                log.warning(
+                    "%s: %d fixes kept while offline, the most it holds: dropping the oldest from now on",
+                    self.terminal_id,
+                    self.timing.buffer_max,
+                )
             self.outbox.popleft()
+            self.dropped += 1
             self.stats.buffer_dropped += 1
             self.stats.buffered -= 1
         self.outbox.append(message)

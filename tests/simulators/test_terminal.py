@@ -272,3 +272,15 @@ def test_line_faults_reach_the_server_and_retransmission_heals_them(protocol: st
     unique = {(m.terminal_id, m.time) for m in positions}
     assert len(positions) > len(unique), "duplicated frames arrived twice"
     assert stats["fixes_acked"] >= stats["fixes"] - stats["buffered"] - 4  # all but those in flight
+
+
+def test_the_offline_buffer_is_bounded_and_says_when_it_drops(caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as probe:  # nobody listens: the terminal stays offline
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    text = scenario_text("jt808", count=1).replace("max_retries = 4", "max_retries = 4\nbuffer_max = 2")
+    runner = FleetRunner(parse_scenario(text), Endpoints("127.0.0.1", {"jt808": port}, {}))
+    result = asyncio.run(runner.run(duration_s=4.5))
+    assert result.stats["buffered"] == 2
+    assert result.stats["buffer_dropped"] == result.stats["fixes"] - 2 >= 2
+    assert "dropping the oldest" in caplog.text
