@@ -126,19 +126,32 @@ class Gateway:
                 continue
             ports = self.ports.setdefault(name, {})
             if "tcp" in spec.transports:
-                server = await listen_tcp(
-                    gw.host, protocol_settings.port, self._tcp_receiver(spec, protocol_settings), self._limits
-                )
+                try:
+                    server = await listen_tcp(
+                        gw.host,
+                        protocol_settings.port,
+                        self._tcp_receiver(spec, protocol_settings),
+                        self._limits,
+                    )
+                except OSError as exc:
+                    raise OSError(
+                        f"{name}: cannot listen on TCP {gw.host}:{protocol_settings.port}: {exc.strerror or exc}"
+                    ) from exc
                 self._servers.append(server)
                 ports["tcp"] = int(server.sockets[0].getsockname()[1])
             if protocol_settings.udp_port is not None and "udp" in spec.transports:
-                endpoint = await listen_udp(
-                    gw.host,
-                    protocol_settings.udp_port,
-                    self._udp_receiver(spec, protocol_settings),
-                    name,
-                    gw.max_connections,
-                )
+                try:
+                    endpoint = await listen_udp(
+                        gw.host,
+                        protocol_settings.udp_port,
+                        self._udp_receiver(spec, protocol_settings),
+                        name,
+                        gw.max_connections,
+                    )
+                except OSError as exc:
+                    raise OSError(
+                        f"{name}: cannot listen on UDP {gw.host}:{protocol_settings.udp_port}: {exc.strerror or exc}"
+                    ) from exc
                 self._udp.append(endpoint)
                 assert endpoint.transport is not None
                 ports["udp"] = int(endpoint.transport.get_extra_info("sockname")[1])

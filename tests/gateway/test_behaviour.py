@@ -4,20 +4,24 @@ flagged, hex logging switched through the API."""
 
 from __future__ import annotations
 
+import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from api.app import create_app
 from core.messages import Message, MessageType
+from gateway.server import Gateway
 from store.db import Database
 from store.records import Flag
 from store.tables.gateway import gateway_quarantine
 from tests.api.support import bearer
 from tests.gateway.support import (
+    DirectoryResolver,
     Terminal,
     eventually,
     fix,
@@ -308,3 +312,18 @@ def test_idle_connections_are_closed_and_connection_caps_hold(
 
     assert run(scenario()) == (True, True, True)
     assert _metric("gpsfleet_gateway_connections_refused_total", reason="max_per_address") - before == 1
+
+
+def test_a_taken_port_is_a_clear_error(sqlite_database: Database, sqlite_url: str, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        settings = settings_for(sqlite_url, tmp_path)
+        settings.gateway.protocols["jt808"].port = taken.getsockname()[1]
+
+        async def scenario() -> None:
+            gateway = Gateway(settings, sqlite_database, DirectoryResolver(sqlite_database))
+            await gateway.start()
+
+        with pytest.raises(OSError, match=r"jt808: cannot listen on TCP 127\.0\.0\.1:\d+"):
+            run(scenario())
