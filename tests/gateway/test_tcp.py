@@ -34,7 +34,12 @@ def test_terminal_handshake_positions_and_acknowledgements(
             await terminal.connect()
             await terminal.handshake()
             assert terminal.handshake_done and not terminal.rejected
-            results = [await terminal.send(terminal.codec.position(fix(i))) for i in range(5)]
+            results = []
+            for index in range(5):
+                out = terminal.codec.position(fix(index))
+                results.append(await terminal.send(out))
+                if out.needs_ack:  # acknowledged means committed: the row is there already
+                    assert len(stored_fixes(database, device_id)) == index + 1
             await terminal.close()
             return results
 
