@@ -28,11 +28,14 @@ class QuarantineRecorder:
         """Count a sighting; True when it should be written now."""
         self._unwritten[device_id] = self._unwritten.get(device_id, 0) + 1
         last = self._written.get(device_id)
-        return last is None or time.monotonic() - last >= UPSERT_EVERY_S
+        now = time.monotonic()
+        if last is not None and now - last < UPSERT_EVERY_S:
+            return False
+        self._written[device_id] = now  # claimed now, so a burst of frames writes once
+        return True
 
     def write(self, device_id: str, protocol: str, transport: str, remote: str, frame: bytes) -> None:
         """Blocking: run in a thread."""
-        self._written[device_id] = time.monotonic()
         sightings = self._unwritten.pop(device_id, 1)
         with self.database.engine.begin() as conn:
             record_sighting(conn, device_id, protocol, transport, remote, frame, sightings)
