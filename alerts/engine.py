@@ -38,6 +38,7 @@ from alerts.health import (
 )
 from alerts.leader import Leadership
 from alerts.notify import Notifier
+from alerts.registry import RegistryCache, RegistryFacts
 from alerts.rules import (
     CONDITIONS,
     REPORT_DRIVEN,
@@ -50,22 +51,15 @@ from alerts.rules import (
     step,
 )
 from core.settings import Settings
+from core.vocabulary import Attr
 from store.db import Database
 from store.records import EventRow, IngestBatch, PositionRow
 from store.tables.alerts import terminal_health
 
 log = logging.getLogger(__name__)
 
-REGISTRY_TTL_S = 60.0
 MAX_ITEMS_PER_TRANSACTION = 500
 TICK_CHUNK = 500
-
-
-@dataclass(slots=True)
-class RegistryFacts:
-    model_name: str | None
-    customer_id: int | None
-    iccid: str | None
 
 
 @dataclass(slots=True)
@@ -79,6 +73,8 @@ class EngineStats:
     alerts_cleared: int = 0
     tickets_opened: int = 0
     ticks: int = 0
+    transactions: int = 0
+    busy_s: float = 0.0  # time spent evaluating and writing
     leader: bool = False
 
 
@@ -112,7 +108,7 @@ class AlertEngine:
         self.stats = EngineStats()
         self.leadership = Leadership(database)
         self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=settings.alerts.queue_max)
-        self._registry: dict[str, tuple[float, RegistryFacts | None]] = {}
+        self._registry = RegistryCache()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()  # one transaction at a time in this process (SQLite has one writer)
@@ -247,6 +243,14 @@ class AlertEngine:
 
     def process(self, items: list[tuple[Any, ...]]) -> None:
         """Apply hook calls (in order) in one transaction, then send notifications."""
+        started = time.perf_counter()
+        try:
+            self._process(items)
+        finally:
+            self.stats.transactions += 1
+            self.stats.busy_s += time.perf_counter() - started
+
+    def _process(self, items: list[tuple[Any, ...]]) -> None:
         terminal_ids = {row.terminal_id for kind, *rest in items if kind == "batch" for row in _rows(rest[0])}
         terminal_ids |= {rest[0] for kind, *rest in items if kind != "batch"}
         if not terminal_ids:
@@ -260,23 +264,40 @@ class AlertEngine:
                 healths[terminal_id] = new_health(terminal_id, datetime.now(UTC))
             for tid, h in healths.items():
                 self._apply_registry(h, facts.get(tid))
+            # Of a run of plain positions (valid, unflagged, no alarm) only the last one needs
+            # looking at: what they carry besides (voltages, signal) only counts when sustained.
+            plain: dict[str, PositionRow] = {}
+
+            def observe_plain(terminal_id: str) -> None:
+                row = plain.pop(terminal_id, None)
+                if row is not None:
+                    self._observe_row(healths[terminal_id], row, changes)
+
             for kind, *rest in items:
                 if kind == "batch":
                     self.stats.batches += 1
                     for row in sorted(_rows(rest[0]), key=lambda r: r.received_at):
                         self.stats.rows += 1
-                        self._observe_row(healths[row.terminal_id], row, changes)
+                        if isinstance(row, PositionRow) and _is_plain(row):
+                            plain[row.terminal_id] = row
+                        else:
+                            observe_plain(row.terminal_id)
+                            self._observe_row(healths[row.terminal_id], row, changes)
                 elif kind == "connection":
                     device_id, protocol, connected, at = rest
+                    observe_plain(device_id)
                     h = healths[device_id]
                     observe_connection(h, protocol, connected, at)
                     self._evaluate(h, at, [Fault.OFFLINE], changes, fresh=True)
                 else:
                     device_id, protocol, error_kind, at = rest
+                    observe_plain(device_id)
                     h = healths[device_id]
                     h.protocol = h.protocol or protocol
                     count_error(h, error_kind, at, self._rules(h))
                     self._evaluate(h, at, [Fault.DATA_ERRORS], changes, fresh=True)
+            for terminal_id in list(plain):
+                observe_plain(terminal_id)
             events = self._apply(conn, changes, facts)
             resolution = min(15.0, self.rulebook.min_offline_s() / 10.0)
             changed = [h for tid, h in healths.items() if needs_saving(h, before.get(tid), resolution)]
@@ -445,22 +466,7 @@ class AlertEngine:
     # ------------------------------------------------------------------ registry
 
     def _facts(self, conn: Connection, terminal_ids: Iterable[str]) -> dict[str, RegistryFacts | None]:
-        from fleet.context import terminal_context
-
-        now_mono = time.monotonic()
-        now = datetime.now(UTC)
-        out: dict[str, RegistryFacts | None] = {}
-        for tid in terminal_ids:
-            cached = self._registry.get(tid)
-            if cached is None or now_mono - cached[0] > REGISTRY_TTL_S:
-                context = terminal_context(conn, tid, now)
-                facts = (
-                    RegistryFacts(context.model_name, context.customer_id, context.iccid) if context else None
-                )
-                cached = (now_mono, facts)
-                self._registry[tid] = cached
-            out[tid] = cached[1]
-        return out
+        return self._registry.facts(conn, terminal_ids)
 
     def forget_registry(self) -> None:
         """Look terminals up again (after a registry change, e.g. a SIM swap)."""
@@ -476,6 +482,18 @@ class AlertEngine:
 
     def _rules(self, h: TerminalHealth) -> dict[str, Rule]:
         return self.rulebook.rules(h.model_name)
+
+
+def _is_plain(row: PositionRow) -> bool:
+    """A position that can raise nothing by itself: valid, unflagged, no alarm, no cut power."""
+    return (
+        row.valid
+        and not row.flags
+        and not row.alarms
+        and row.attributes.get(Attr.POWER_CUT) is not True
+        and row.attributes.get(Attr.CHECKSUM_OK) is not False
+        and row.attributes.get(Attr.GNSS_STATUS) not in ("no_fix", "off")
+    )
 
 
 def _rows(batch: IngestBatch) -> list[PositionRow | EventRow]:

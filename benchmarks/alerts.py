@@ -110,9 +110,10 @@ def _client(
 
 
 async def _open(phone: str, port: int) -> tuple[Any, asyncio.StreamReader, asyncio.StreamWriter]:
-    from gateway.protocols.jt808 import Jt808Device
+    from gateway.protocols.base import parse_tz
+    from gateway.protocols.jt808 import SPEC, Jt808Device
 
-    codec = Jt808Device(phone)
+    codec = Jt808Device(phone, tz=parse_tz(SPEC.default_tz))  # the zone the gateway expects
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(codec.handshake().data)
     while True:
@@ -167,6 +168,14 @@ async def _drive(
     # fix times step one second per report, starting far enough back to stay in the past
     reports_each = int(seconds / interval) + 2
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=reports_each + 5)
+    # frames are built before the clock starts, so that this process leaves the CPU to the server
+    frames = [
+        [
+            codec.position(_message(codec.terminal_id, base + timedelta(seconds=n), n)).data
+            for n in range(reports_each)
+        ]
+        for codec, _, _ in connections
+    ]
     stop_at = time.monotonic() + seconds
 
     async def report(index: int, codec: Any, writer: asyncio.StreamWriter) -> None:
@@ -174,8 +183,8 @@ async def _drive(
         await asyncio.sleep(interval * index / len(connections))
         n = 0
         next_at = time.monotonic()
-        while time.monotonic() < stop_at:
-            writer.write(codec.position(_message(codec.terminal_id, base + timedelta(seconds=n), n)).data)
+        while time.monotonic() < stop_at and n < reports_each:
+            writer.write(frames[index][n])
             sent += 1
             n += 1
             next_at += interval
@@ -267,7 +276,19 @@ async def _serve_and_measure(
             daemon=True,
         )
         client.start()
+        samples: list[tuple[int, int, int, float]] = []
+
+        async def sample() -> None:  # where a backlog builds up: event loop, gateway writer, engine
+            while True:
+                started = time.monotonic()
+                await asyncio.sleep(0.5)
+                lag = time.monotonic() - started - 0.5
+                writer_queue = gateway.writer.queued if gateway.writer is not None else 0
+                samples.append((writer_queue, engine.queue_depth, engine.stats.rows, lag))
+
+        sampler = asyncio.create_task(sample())
         outcome: dict[str, Any] = await asyncio.to_thread(results.get, True, args.seconds + 300)
+        sampler.cancel()
         if "error" in outcome:
             raise RuntimeError(f"the terminals' process failed: {outcome['error']}")
         await asyncio.to_thread(client.join, 30)
@@ -288,6 +309,8 @@ async def _serve_and_measure(
         "positions_sent": outcome["sent"],
         "positions_per_s": round(outcome["sent"] / outcome["elapsed_s"], 1),
         "engine_rows": stats.rows,
+        "engine_transactions": stats.transactions,
+        "engine_busy_s": round(stats.busy_s, 1),
         "engine_dropped_batches": stats.dropped_batches,
         "engine_queue_at_end": queue_depth,
         "faults": len(latencies) + len(outcome["missing"]),
@@ -299,6 +322,10 @@ async def _serve_and_measure(
         "latency_max_ms": max(ms) if ms else None,
         "latency_mean_ms": round(statistics.fmean(ms), 1) if ms else None,
         "registry_setup_s": round(registry_s, 1),
+        "max_gateway_writer_queue": max((s[0] for s in samples), default=0),
+        "max_engine_queue": max((s[1] for s in samples), default=0),
+        "max_event_loop_lag_ms": round(max((s[3] for s in samples), default=0.0) * 1000, 1),
+        "samples": len(samples),
     }
 
 

@@ -21,7 +21,8 @@ from core.settings import Settings
 from fleet import service
 from fleet.directory import TerminalDirectory
 from fleet.validation import iccid_for
-from gateway.protocols.base import Outgoing
+from gateway.protocols.base import Outgoing, parse_tz
+from gateway.protocols.jt808 import SPEC as JT808
 from gateway.protocols.jt808 import Jt808Device
 from gateway.server import Gateway
 from store.db import Database
@@ -58,7 +59,7 @@ class Terminal:
     """One simulated JT/T 808 terminal on a real TCP connection."""
 
     def __init__(self, phone: str, port: int) -> None:
-        self.codec = Jt808Device(phone)
+        self.codec = Jt808Device(phone, tz=parse_tz(JT808.default_tz))  # the zone the gateway expects
         self.port = port
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
