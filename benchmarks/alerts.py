@@ -32,6 +32,10 @@ from core.settings import Settings
 from store.db import Database
 
 LOAD_PREFIX = "0177"
+PATHS = {
+    "gateway": "JT/T 808 terminals over TCP -> gateway -> store -> alert engine -> API (HTTP poll)",
+    "direct": "PositionWriter -> alert engine (after_commit) -> API (HTTP poll); no gateway",
+}
 FAULT_PREFIX = "0188"
 
 
@@ -47,6 +51,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--terminals", type=int, default=1000, help="load terminals (default 1000)")
     parser.add_argument(
         "--fault-every", type=float, default=0.25, help="seconds between fault frames (default 0.25)"
+    )
+    parser.add_argument(
+        "--path",
+        choices=sorted(PATHS),
+        default="gateway",
+        help="gateway: terminals over TCP (default); direct: PositionWriter and the engine's hook, no gateway",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=run)
@@ -199,17 +209,7 @@ async def _drive(
         )
         sent_at = time.perf_counter()
         writer.write(frame.data)
-        params = {"terminal_id": codec.terminal_id, "fault": "gnss_antenna_cut"}
-        while time.perf_counter() - sent_at < 30:
-            try:
-                answer = await client.get("/api/v1/tickets", params=params)
-            except httpx.HTTPError:
-                continue  # a slow answer under load: ask again
-            if answer.status_code == 200 and answer.json()["total"]:
-                latencies.append(time.perf_counter() - sent_at)
-                return
-            await asyncio.sleep(0.02)
-        missing.append(codec.terminal_id)
+        await _await_ticket(client, codec.terminal_id, sent_at, latencies, missing)
 
     started = time.monotonic()
     loaders = [asyncio.create_task(report(i, c, w)) for i, (c, _, w) in enumerate(connections)]
@@ -231,6 +231,132 @@ async def _drive(
     for task in drains:
         task.cancel()
     return {"sent": sent, "elapsed_s": elapsed, "latencies": latencies, "missing": missing}
+
+
+async def _await_ticket(
+    client: Any, terminal_id: str, sent_at: float, latencies: list[float], missing: list[str]
+) -> None:
+    """Poll the API until the terminal's antenna-cut ticket shows; record how long it took."""
+    import httpx
+
+    params = {"terminal_id": terminal_id, "fault": "gnss_antenna_cut"}
+    while time.perf_counter() - sent_at < 30:
+        try:
+            answer = await client.get("/api/v1/tickets", params=params)
+        except httpx.HTTPError:
+            continue  # a slow answer under load: ask again
+        if answer.status_code == 200 and answer.json()["total"]:
+            latencies.append(time.perf_counter() - sent_at)
+            return
+        await asyncio.sleep(0.02)
+    missing.append(terminal_id)
+
+
+async def _drive_direct(
+    database: Database,
+    engine: Any,
+    api_url: str,
+    token: str,
+    load: list[str],
+    faults: list[str],
+    rate: int,
+    seconds: float,
+    fault_every: float,
+) -> dict[str, Any]:
+    """Without the gateway: positions written by PositionWriter in a thread and handed to the
+    engine's after-commit hook, as the gateway does; fault rows the same way."""
+    import concurrent.futures
+    import threading
+
+    import httpx
+
+    from store.ingest import PositionWriter
+    from store.records import IngestBatch, PositionRow
+
+    per_tick, tick_s = max(1, rate // 10), 0.1
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=int(seconds * rate / len(load)) + 10)
+    counters = {"sent": 0}
+    stop_at = time.monotonic() + seconds
+
+    def feed() -> None:
+        writer = PositionWriter(database)
+        n = 0
+        next_at = time.monotonic()
+        while time.monotonic() < stop_at:
+            now = datetime.now(UTC)
+            rows = [
+                PositionRow(
+                    terminal_id=load[(n + i) % len(load)],
+                    fix_time=base + timedelta(seconds=(n + i) // len(load)),
+                    received_at=now,
+                    protocol="jt808",
+                    valid=True,
+                    lat=31.2 + (n + i) % 97 * 1e-4,
+                    lon=121.4,
+                    speed_kmh=float((n + i) % 80),
+                    course=90.0,
+                    satellites=9,
+                )
+                for i in range(per_tick)
+            ]
+            batch = IngestBatch(positions=rows)
+            writer.write(batch)
+            engine.after_commit(batch)
+            counters["sent"] += per_tick
+            n += per_tick
+            next_at += tick_s
+            time.sleep(max(0.0, next_at - time.monotonic()))
+
+    started = time.monotonic()
+    feeder = threading.Thread(target=feed, name="bench-feeder", daemon=True)
+    feeder.start()
+    fault_writer = concurrent.futures.ThreadPoolExecutor(max_workers=1)  # one PositionWriter per thread
+    writers: dict[str, Any] = {}
+
+    def write_fault(terminal_id: str) -> None:
+        writer = writers.setdefault("w", PositionWriter(database))
+        at = datetime.now(UTC)
+        batch = IngestBatch(
+            positions=[
+                PositionRow(
+                    terminal_id=terminal_id,
+                    fix_time=at,
+                    received_at=at,
+                    protocol="jt808",
+                    valid=True,
+                    lat=31.2,
+                    lon=121.4,
+                    alarms=["gnss_antenna_cut"],
+                )
+            ]
+        )
+        writer.write(batch)
+        engine.after_commit(batch)
+
+    latencies: list[float] = []
+    missing: list[str] = []
+    loop = asyncio.get_running_loop()
+    async with httpx.AsyncClient(
+        base_url=api_url, headers={"Authorization": f"Bearer {token}"}, timeout=10
+    ) as client:
+
+        async def fault(terminal_id: str) -> None:
+            sent_at = time.perf_counter()
+            await loop.run_in_executor(fault_writer, write_fault, terminal_id)
+            await _await_ticket(client, terminal_id, sent_at, latencies, missing)
+
+        await asyncio.sleep(min(2.0, seconds / 5))
+        pollers = []
+        for terminal_id in faults:
+            if time.monotonic() > stop_at - 1:
+                break
+            pollers.append(asyncio.create_task(fault(terminal_id)))
+            await asyncio.sleep(fault_every)
+        await asyncio.to_thread(feeder.join)
+        elapsed = time.monotonic() - started
+        await asyncio.gather(*pollers)
+    fault_writer.shutdown()
+    return {"sent": counters["sent"], "elapsed_s": elapsed, "latencies": latencies, "missing": missing}
 
 
 # --------------------------------------------------------------------------- the server's side
@@ -262,20 +388,14 @@ async def _serve_and_measure(
     token = create_token(database.engine, role="noc", name="bench alerts").token
 
     engine = AlertEngine(settings, database)
-    gateway = Gateway(settings, database, TerminalDirectory(database), engine)
-    runtime = Runtime(settings, database, "all", components=[("alerts", engine), ("gateway", gateway)])
+    gateway = (
+        Gateway(settings, database, TerminalDirectory(database), engine) if args.path == "gateway" else None
+    )
+    components: list[tuple[str, Any]] = [("alerts", engine)] + ([("gateway", gateway)] if gateway else [])
+    runtime = Runtime(settings, database, "all", components=components)
     await runtime.start()
     try:
-        port = gateway.ports["jt808"]["tcp"]
         api_url = f"http://127.0.0.1:{runtime.api_port}"
-        context = multiprocessing.get_context("spawn")
-        results = context.Queue()
-        client = context.Process(
-            target=_client,
-            args=(port, api_url, token, load, faults, args.rate, args.seconds, args.fault_every, results),
-            daemon=True,
-        )
-        client.start()
         samples: list[tuple[int, int, int, float]] = []
 
         async def sample() -> None:  # where a backlog builds up: event loop, gateway writer, engine
@@ -283,15 +403,40 @@ async def _serve_and_measure(
                 started = time.monotonic()
                 await asyncio.sleep(0.5)
                 lag = time.monotonic() - started - 0.5
-                writer_queue = gateway.writer.queued if gateway.writer is not None else 0
+                writer_queue = (
+                    gateway.writer.queued if gateway is not None and gateway.writer is not None else 0
+                )
                 samples.append((writer_queue, engine.queue_depth, engine.stats.rows, lag))
 
         sampler = asyncio.create_task(sample())
-        outcome: dict[str, Any] = await asyncio.to_thread(results.get, True, args.seconds + 300)
+        if gateway is None:
+            outcome = await _drive_direct(
+                database, engine, api_url, token, load, faults, args.rate, args.seconds, args.fault_every
+            )
+        else:
+            context = multiprocessing.get_context("spawn")
+            results = context.Queue()
+            client = context.Process(
+                target=_client,
+                args=(
+                    gateway.ports["jt808"]["tcp"],
+                    api_url,
+                    token,
+                    load,
+                    faults,
+                    args.rate,
+                    args.seconds,
+                    args.fault_every,
+                    results,
+                ),
+                daemon=True,
+            )
+            client.start()
+            outcome = await asyncio.to_thread(results.get, True, args.seconds + 300)
+            if "error" in outcome:
+                raise RuntimeError(f"the terminals' process failed: {outcome['error']}")
+            await asyncio.to_thread(client.join, 30)
         sampler.cancel()
-        if "error" in outcome:
-            raise RuntimeError(f"the terminals' process failed: {outcome['error']}")
-        await asyncio.to_thread(client.join, 30)
         await asyncio.sleep(1.0)
         stats = engine.stats
         queue_depth = engine.queue_depth
@@ -301,7 +446,7 @@ async def _serve_and_measure(
     ms = [round(v * 1000, 1) for v in latencies]
     return {
         "benchmark": "alerts",
-        "path": "JT/T 808 terminals over TCP -> gateway -> store -> alert engine -> API (HTTP poll)",
+        "path": PATHS[args.path],
         "db": database.masked_url,
         "rate_target": args.rate,
         "terminals": args.terminals,
