@@ -53,6 +53,7 @@ FENCE_MULTI = 0xA4
 LBS_ALARM_4G = 0xA5
 
 _U16 = struct.Struct(">H")
+_SERIAL_CRC = struct.Struct(">HH")
 
 # --------------------------------------------------------------------------- framing
 
@@ -103,6 +104,15 @@ def split(buffer: bytes) -> Split:
             pos = size - keep
             break
         garbage += start - pos
+        if start + 4 <= size:  # the usual frame, whose length is right, without a call
+            if buffer[start] == 0x78:
+                end = start + buffer[start + 2] + 5
+            else:
+                end = start + (buffer[start + 2] << 8 | buffer[start + 3]) + 6
+            if end - start <= MAX_FRAME and end <= size and buffer[end - 2 : end] == END:
+                frames.append(buffer[start:end])
+                pos = end
+                continue
         end = _frame_end(buffer, start)
         if end == 0:
             pos = start
@@ -161,12 +171,11 @@ def open_packet(frame: bytes, lenient: bool) -> Packet:
     protocol = frame[header]
     if header + length + 2 == size and length >= 5:
         crc_end = size - 4
-        expected = (frame[crc_end] << 8) | frame[crc_end + 1]
+        serial, expected = _SERIAL_CRC.unpack_from(frame, crc_end - 2)
         actual = crc_itu(frame[2:crc_end])
         checksum_ok = actual == expected
         if not checksum_ok and not lenient:
             raise ChecksumError(f"crc {actual:04x} != {expected:04x}")
-        (serial,) = _U16.unpack_from(frame, crc_end - 2)
         return Packet(protocol, frame[header + 1 : crc_end - 2], serial, checksum_ok)
     # The length does not match the frame (a Wi-Fi AP count, a truncated or edited frame):
     # no CRC can be checked.

@@ -71,6 +71,9 @@ from gateway.protocols.gt06.frames import (
 )
 
 _U16 = struct.Struct(">H")
+_U32 = struct.Struct(">I")
+_CELL_KEY = Attr.CELL
+_INFO = MessageType.INFO
 
 # JC100 dashcam alarm types (0x95).
 JC100_ALARMS: dict[int, str] = {
@@ -124,7 +127,7 @@ def _gps_lbs(packet: Packet, ctx: DecodeContext) -> list[Message]:
         cell, pos = read_cell(content, 18, cid_size=4, mnc_size=2)
     else:
         cell, pos = read_cell(content, 18)
-    attrs[Attr.CELL] = cell
+    attrs[_CELL_KEY] = cell
     extra = len(content) - pos
     if extra in (3, 7) or (protocol in (GPS_LBS_2, GPS_4G) and extra >= 3):
         # ACC, data upload mode, real-time/re-upload flag [, mileage]
@@ -133,7 +136,7 @@ def _gps_lbs(packet: Packet, ctx: DecodeContext) -> list[Message]:
         if content[pos + 2] == 1:
             attrs[Attr.ARCHIVED] = True
         if extra >= 7:
-            attrs[Attr.ODOMETER_M] = int.from_bytes(content[pos + 3 : pos + 7], "big")
+            attrs[Attr.ODOMETER_M] = _U32.unpack_from(content, pos + 3)[0]
     elif extra >= 5 and protocol == GPS_LBS and Attr.IGNITION not in attrs:
         # variants append a status block; only its terminal information byte is certain
         info = content[pos]
@@ -261,12 +264,13 @@ def _info(packet: Packet, ctx: DecodeContext) -> list[Message]:
     if not content:
         raise MalformedFrame("empty information packet")
     subtype = content[0]
-    data = content[1:]
-    message = Message(MessageType.INFO, session_terminal_id(ctx))
+    message = Message(_INFO, ctx.terminal_id or ctx.state.get("gt06.imei"))
     attrs = message.attributes
-    if subtype == 0x00 and len(data) >= 2:
-        attrs[Attr.POWER_V] = _U16.unpack_from(data)[0] / 100
-    elif subtype == 0x0A and len(data) >= 26:
+    if subtype == 0x00 and len(content) >= 3:  # external voltage, as often as the fixes
+        attrs[Attr.POWER_V] = _U16.unpack_from(content, 1)[0] / 100
+        return [message]
+    data = content[1:]
+    if subtype == 0x0A and len(data) >= 26:
         attrs["gt06.imei"] = digits_of(data[:8]).lstrip("0") or "0"
         attrs[Attr.IMSI] = digits_of(data[8:16]).lstrip("0")
         attrs[Attr.ICCID] = iccid_digits(data[16:26])
