@@ -129,21 +129,21 @@ def record(name: str) -> list[dict[str, Any]]:
     terminal_id = TERMINAL_IDS[name]
     device = spec.device(terminal_id, tz=parse_tz(spec.default_tz))
     writes = _session_writes(device)
-    cases = [{"writes": writes, "lenient": False, "terminal_id": None}]
-    # the handshake, one fix, one heartbeat and the batch, damaged, each in a session of its own
+    cases: list[tuple[list[bytes], bool, str | None]] = [(writes, False, None)]
+    # the first fix, the last fix or batch and a heartbeat, damaged, each in a session of its own
     samples = [writes[1], writes[-2]] + [write for write in writes[2:12] if len(write) < 24][:1]
     for sample in samples:
         for variant in _damaged(sample):
             for lenient in (False, True):
-                cases.append({"writes": [variant], "lenient": lenient, "terminal_id": terminal_id})
+                cases.append(([variant], lenient, terminal_id))
     return [
         {
-            "writes": [write.hex() for write in case["writes"]],
-            "lenient": case["lenient"],
-            "terminal_id": case["terminal_id"],
-            "result": _result(name, case["writes"], case["lenient"], case["terminal_id"]),
+            "writes": [write.hex() for write in case_writes],
+            "lenient": lenient,
+            "terminal_id": case_id,
+            "result": _result(name, case_writes, lenient, case_id),
         }
-        for case in cases
+        for case_writes, lenient, case_id in cases
     ]
 
 
