@@ -5,11 +5,12 @@ updates health, steps the fault rules, raises and clears alerts and opens repair
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,6 +27,7 @@ from alerts.health import (
     count_error,
     fingerprint,
     load_health,
+    load_versions,
     looks_healthy,
     needs_saving,
     new_health,
@@ -59,6 +61,7 @@ from store.tables.alerts import terminal_health
 log = logging.getLogger(__name__)
 
 MAX_ITEMS_PER_TRANSACTION = 500
+HEALTH_CACHE_MAX = 200_000
 TICK_CHUNK = 500
 
 
@@ -109,6 +112,7 @@ class AlertEngine:
         self.leadership = Leadership(database)
         self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=settings.alerts.queue_max)
         self._registry = RegistryCache()
+        self._cache: dict[str, TerminalHealth] = {}  # health as this process last wrote or read it
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()  # one transaction at a time in this process (SQLite has one writer)
@@ -256,9 +260,9 @@ class AlertEngine:
         if not terminal_ids:
             return
         changes: list[_Change] = []
-        with self._lock, self.database.engine.begin() as conn:
+        with self._lock, self._cached_health(terminal_ids) as healths, self.database.engine.begin() as conn:
             facts = self._facts(conn, terminal_ids)
-            healths = load_health(conn, terminal_ids, lock=True)
+            healths.update(self._load(conn, terminal_ids))
             before = {tid: fingerprint(h) for tid, h in healths.items()}
             for terminal_id in terminal_ids - set(healths):
                 healths[terminal_id] = new_health(terminal_id, datetime.now(UTC))
@@ -303,6 +307,32 @@ class AlertEngine:
             changed = [h for tid, h in healths.items() if needs_saving(h, before.get(tid), resolution)]
             save_health(conn, changed)
         self._notify(events)
+
+    def _load(self, conn: Connection, terminal_ids: Iterable[str]) -> dict[str, TerminalHealth]:
+        """Lock the rows; use this process's copy of each unless another process wrote it since."""
+        versions = load_versions(conn, terminal_ids, lock=True)
+        cache = self._cache
+        stale = [t for t, v in versions.items() if t not in cache or cache[t].updated_at != v]
+        healths = {t: cache[t] for t in versions if t in cache and cache[t].updated_at == versions[t]}
+        healths.update(load_health(conn, stale))
+        for h in healths.values():
+            h.conditions_changed = False
+        return healths
+
+    @contextlib.contextmanager
+    def _cached_health(self, terminal_ids: set[str]) -> Iterator[dict[str, TerminalHealth]]:
+        """The health objects of one transaction: kept for the next one when it commits,
+        forgotten when it fails (they may hold what was rolled back)."""
+        healths: dict[str, TerminalHealth] = {}
+        try:
+            yield healths
+        except BaseException:
+            for terminal_id in terminal_ids:
+                self._cache.pop(terminal_id, None)
+            raise
+        if len(self._cache) > HEALTH_CACHE_MAX:
+            self._cache.clear()
+        self._cache.update(healths)
 
     def _observe_row(self, h: TerminalHealth, row: PositionRow | EventRow, changes: list[_Change]) -> None:
         previous_seen = h.last_seen
@@ -369,8 +399,12 @@ class AlertEngine:
 
     def _tick_chunk(self, terminal_ids: list[str], now: datetime) -> None:
         changes: list[_Change] = []
-        with self._lock, self.database.engine.begin() as conn:
-            healths = load_health(conn, terminal_ids, lock=True)
+        with (
+            self._lock,
+            self._cached_health(set(terminal_ids)) as healths,
+            self.database.engine.begin() as conn,
+        ):
+            healths.update(self._load(conn, terminal_ids))
             facts = self._facts(conn, set(healths))
             for h in healths.values():
                 self._apply_registry(h, facts.get(h.terminal_id))
@@ -478,7 +512,7 @@ class AlertEngine:
         h.model_name = facts.model_name
         if facts.iccid:
             h.iccid_registered = facts.iccid.upper().rstrip("F")
-            refresh_sim(h, h.updated_at)
+            refresh_sim(h, datetime.now(UTC))
 
     def _rules(self, h: TerminalHealth) -> dict[str, Rule]:
         return self.rulebook.rules(h.model_name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -168,7 +168,6 @@ def observe_report(h: TerminalHealth, protocol: str, received_at: datetime) -> N
     if h.last_seen is None or received_at > h.last_seen:
         h.last_seen = received_at
     h.set("connectivity", "online", received_at)
-    h.updated_at = max(h.updated_at, received_at)
 
 
 def observe_position(h: TerminalHealth, row: PositionRow, rules: dict[str, Rule]) -> None:
@@ -205,7 +204,6 @@ def observe_connection(h: TerminalHealth, protocol: str, connected: bool, at: da
         h.connected = connected
         h.connected_since = at
     h.reported_alarms = None
-    h.updated_at = max(h.updated_at, at)
 
 
 def count_error(h: TerminalHealth, kind: str, at: datetime, rules: dict[str, Rule]) -> None:
@@ -326,8 +324,33 @@ def load_health(
     return out
 
 
+def load_versions(
+    conn: Connection, terminal_ids: Iterable[str], *, lock: bool = False
+) -> dict[str, datetime]:
+    """Each stored row's version (``updated_at``, moved on by every write of any process);
+    ``lock`` holds the rows until commit (PostgreSQL), in terminal order."""
+    ids = sorted(set(terminal_ids))
+    out: dict[str, datetime] = {}
+    for start in range(0, len(ids), 1000):
+        query = select(terminal_health.c.terminal_id, terminal_health.c.updated_at).where(
+            terminal_health.c.terminal_id.in_(ids[start : start + 1000])
+        )
+        if lock and conn.dialect.name == "postgresql":
+            query = query.order_by(terminal_health.c.terminal_id).with_for_update()
+        out.update((row[0], row[1]) for row in conn.execute(query))
+    return out
+
+
 def save_health(conn: Connection, rows: Iterable[TerminalHealth]) -> None:
-    upsert(conn, terminal_health, [h.to_row() for h in rows], ["terminal_id"])
+    """Write these rows, each with a new version (``updated_at``)."""
+    now = datetime.now(UTC)
+    out = []
+    for h in rows:
+        h.updated_at = max(now, h.updated_at + timedelta(microseconds=1))
+        h.saved_last_seen = h.last_seen
+        h.conditions_changed = False
+        out.append(h.to_row())
+    upsert(conn, terminal_health, out, ["terminal_id"])
 
 
 def get_health(conn: Connection, terminal_id: str) -> TerminalHealth | None:

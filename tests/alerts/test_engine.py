@@ -362,3 +362,21 @@ def test_the_worker_runs_hooks_and_timer_in_the_background(setup) -> None:  # ty
 
     asyncio.run(scenario())
     assert _count(engine, tickets, fault="offline") == 1 and engine.stats.ticks > 0
+
+
+def test_a_process_sees_what_another_process_wrote_to_a_terminals_health(db_url: str) -> None:
+    database = open_db(db_url)
+    fleet = build_fleet(database)
+    receiving, leader = (AlertEngine(fast_settings(db_url), open_db(db_url)) for _ in range(2))
+    t0 = datetime.now(UTC)
+    receiving.process([("batch", batch(position(fleet.in_warranty, t0)))])  # cached in "receiving"
+    leader.tick(t0 + timedelta(seconds=4))  # the other process's timer: offline
+    assert _count(leader, alerts, fault="offline", state="raised") == 1
+    receiving.process([("batch", batch(position(fleet.in_warranty, t0 + timedelta(seconds=5))))])
+    assert _count(leader, alerts, fault="offline", state="cleared") == 1
+    with database.engine.connect() as conn:
+        h = get_health(conn, fleet.in_warranty)
+    assert h is not None and h.connectivity == "online" and "offline" not in h.conditions
+    for engine in (receiving, leader):
+        engine.database.dispose()
+    database.dispose()
