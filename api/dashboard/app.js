@@ -4,6 +4,8 @@
 'use strict';
 
 const POLL_MS = 5000;
+const TRACK_MS = 30000;
+const TRACK_POINTS = 20000;
 const TOKEN_KEY = 'gpsfleet.token';
 const LANG_KEY = 'gpsfleet.lang';
 const STAFF = ['admin', 'manager', 'noc', 'clerk', 'technician', 'finance'];
@@ -58,7 +60,7 @@ const I18N = {
     remote: 'From', first_seen: 'First seen', sightings: 'Frames', claimed_by: 'Claimed by',
     claim: 'Claim', note: 'Note',
     terminal_title: 'Terminal {id}', health: 'Health', dimension: 'Dimension', value: 'Value',
-    since: 'Since', track: 'Track, last 24 h', no_track: 'No fixes in the last 24 hours.',
+    since: 'Since', track: 'Track', no_track: 'No fixes in this period.', track_cut: 'the oldest only: choose a shorter period', last_hours: 'last {n} h',
     track_points: '{n} fixes, about {km} km across', history: 'Installations', swaps: 'Swaps',
     from: 'From', to: 'To', sim: 'SIM', installed_by: 'Installed by', end_reason: 'Ended because',
     registry: 'Registry', serial: 'Serial', firmware: 'Firmware', enabled: 'Enabled', yes: 'yes', no: 'no',
@@ -109,7 +111,7 @@ const I18N = {
     remote: '来源地址', first_seen: '首次出现', sightings: '帧数', claimed_by: '认领人',
     claim: '认领', note: '备注',
     terminal_title: '终端 {id}', health: '健康状态', dimension: '项目', value: '值',
-    since: '起始时间', track: '最近 24 小时轨迹', no_track: '最近 24 小时没有定位。',
+    since: '起始时间', track: '轨迹', no_track: '这段时间没有定位。', track_cut: '仅显示最早部分，请选择较短时段', last_hours: '最近 {n} 小时',
     track_points: '{n} 个定位点，跨度约 {km} 公里', history: '安装记录', swaps: '更换记录',
     from: '开始', to: '结束', sim: 'SIM 卡', installed_by: '安装人', end_reason: '结束原因',
     registry: '档案', serial: '序列号', firmware: '固件', enabled: '启用', yes: '是', no: '否',
@@ -144,7 +146,9 @@ const app = {
   timer: null,
   generation: 0, // bumped by each refresh; an older answer arriving late is dropped
   terminals: { q: '', show: '', sort: 'device_id', order: 'asc', limit: 100, offset: 0 },
-  alerts: { state: 'open', offset: 0, limit: 100 },
+  alerts: { state: 'open', fault: '', offset: 0, limit: 100 },
+  trackHours: 24,
+  track: null, // {key, at, page}: the track is fetched again only every TRACK_MS or when asked for another
   tickets: { state: 'open', priority: '', offset: 0, limit: 100 },
   quarantine: { status: '' },
   summary: null,
@@ -499,9 +503,13 @@ const alertsView = {
     const state = h('select', { id: 'alert-state', onchange: () => { s.state = state.value; s.offset = 0; refresh(); } },
       [['open', t('open_states')], ['raised', label('s_', 'raised')], ['acknowledged', label('s_', 'acknowledged')],
         ['cleared', label('s_', 'cleared')], ['', t('view_all')]].map(([v, text]) => h('option', { value: v, selected: s.state === v }, text)));
+    const fault = h('select', { id: 'alert-fault', onchange: () => { s.fault = fault.value; s.offset = 0; refresh(); } },
+      h('option', { value: '' }, t('view_all')),
+      FAULTS.map((f) => h('option', { value: f, selected: s.fault === f }, label('f_', f))));
     return h('section', { id: 'view-alerts' },
       h('h1', {}, t('alerts_title')),
-      h('div', { class: 'toolbar' }, h('label', { class: 'muted' }, `${t('state')} `, state)),
+      h('div', { class: 'toolbar' }, h('label', { class: 'muted' }, `${t('state')} `, state),
+        h('label', { class: 'muted' }, `${t('fault')} `, fault)),
       h('div', { class: 'tablewrap' }, h('table', { id: 'alert-table' },
         h('thead', {}, h('tr', {}, ['device', 'fault', 'severity', 'state', 'raised_at', 'last_seen', 'occurrences', 'acknowledged', 'actions'].map((k) => h('th', {}, t(k))))),
         h('tbody', {}))),
@@ -509,7 +517,7 @@ const alertsView = {
   },
   async load(generation) {
     const s = app.alerts;
-    const page = await api(`/api/v1/alerts?${query({ state: s.state, limit: s.limit, offset: s.offset })}`);
+    const page = await api(`/api/v1/alerts?${query({ state: s.state, fault: s.fault, limit: s.limit, offset: s.offset })}`);
     if (!current(generation) || !$('view-alerts')) return;
     $('alert-table').tBodies[0].replaceChildren(...page.items.map(alertRow));
     if (!page.items.length) $('alert-table').tBodies[0].append(emptyRow(9));
@@ -711,7 +719,7 @@ const terminalView = {
           h('h2', {}, t('health')), h('div', { class: 'tablewrap' }, h('table', { id: 'health-table' })),
           h('h2', {}, t('open_alerts')), h('div', { id: 'terminal-alerts' })),
         h('div', {},
-          h('h2', {}, t('track')), h('div', { id: 'track' }),
+          h('h2', {}, t('track'), ' ', trackRangeSelect()), h('div', { id: 'track' }),
           h('h2', {}, t('tickets_of')), h('div', { class: 'tablewrap' }, ticketTable('terminal-tickets')),
           h('h2', {}, t('history')), h('div', { class: 'tablewrap', id: 'history' }))));
   },
@@ -721,7 +729,7 @@ const terminalView = {
     const [registry, health, track, history, warranty, tickets] = await Promise.all([
       api(`/api/v1/terminals/${id}`),
       soft(api(`/api/v1/terminals/${id}/health`)),
-      soft(api(`/api/v1/terminals/${id}/track?page_size=5000`)),
+      soft(loadTrack(id)),
       soft(api(`/api/v1/terminals/${id}/history`)),
       soft(api(`/api/v1/terminals/${id}/warranty`)),
       soft(api(`/api/v1/tickets?terminal_id=${id}&limit=50`)),
@@ -729,11 +737,26 @@ const terminalView = {
     if (!current(generation) || !$('view-terminal')) return;
     renderRegistry(registry, warranty);
     renderHealth(health);
-    $('track').replaceChildren(trackSvg(track ? track.points : []));
+    $('track').replaceChildren(trackSvg(track ? track.points : [], Boolean(track && track.next_cursor)));
     fillTickets($('terminal-tickets'), tickets ? tickets.items : []);
     renderHistory(history);
   },
 };
+
+async function loadTrack(id) {
+  const key = `${id}/${app.trackHours}`;
+  if (app.track && app.track.key === key && Date.now() - app.track.at < TRACK_MS) return app.track.page;
+  const start = new Date(Date.now() - app.trackHours * 3600e3).toISOString();
+  const page = await api(`/api/v1/terminals/${id}/track?${query({ start, page_size: TRACK_POINTS })}`);
+  app.track = { key, at: Date.now(), page };
+  return page;
+}
+
+function trackRangeSelect() {
+  const select = h('select', { id: 'track-range', onchange: () => { app.trackHours = Number(select.value); refresh(); } },
+    [1, 6, 24, 72, 168].map((n) => h('option', { value: n, selected: app.trackHours === n }, t('last_hours', { n }))));
+  return select;
+}
 
 function renderRegistry(terminal, warranty) {
   const facts = [
@@ -782,7 +805,7 @@ function svg(tag, attrs, ...children) {
 }
 
 // The track on a plain equirectangular projection scaled to fit: no map tiles offline.
-function trackSvg(points) {
+function trackSvg(points, cut) {
   if (!points.length) return h('p', { class: 'muted', id: 'no-track' }, t('no_track'));
   const width = 640;
   const height = 400;
@@ -808,7 +831,7 @@ function trackSvg(points) {
       svg('polyline', { points: coords, fill: 'none', stroke: '#4ea1ff', 'stroke-width': '2', 'stroke-linejoin': 'round', 'stroke-linecap': 'round' }),
       svg('circle', { cx: sx, cy: sy, r: '5', fill: '#3fbf6f' }),
       svg('circle', { cx: ex, cy: ey, r: '6', fill: '#ef5350', stroke: '#fff', 'stroke-width': '1.5' })),
-    h('figcaption', { class: 'muted' }, t('track_points', { n: points.length, km }), ' · ',
+    h('figcaption', { class: 'muted' }, t('track_points', { n: points.length, km }), cut ? ` (${t('track_cut')})` : '', ' · ',
       `${t('last_position')}: ${last.lat.toFixed(5)}, ${last.lon.toFixed(5)} (${fmtTime(last.fix_time)})`));
 }
 

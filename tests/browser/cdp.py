@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -23,7 +24,7 @@ class Browser:
 
     def __init__(self, url: str) -> None:
         assert CHROMIUM is not None
-        self.profile = tempfile.TemporaryDirectory(prefix="gpsfleet-cdp-")
+        self.profile = tempfile.mkdtemp(prefix="gpsfleet-cdp-")
         to_browser_read, self._to_browser = os.pipe()
         self._from_browser, from_browser_write = os.pipe()
         # fd 3 is what Chromium reads commands from, fd 4 where it writes answers
@@ -31,7 +32,7 @@ class Browser:
             [
                 f"exec {CHROMIUM}",
                 *CHROMIUM_FLAGS,
-                f"--user-data-dir={self.profile.name}",
+                f"--user-data-dir={self.profile}",
                 "--remote-debugging-pipe",
             ]
         )
@@ -99,12 +100,16 @@ class Browser:
             time.sleep(0.1)
 
     def close(self) -> None:
-        self.process.terminate()
+        """Ask Chromium to quit (it stops its own helper processes), then remove its profile."""
         try:
-            self.process.wait(10)
+            self.call("Browser.close")
+        except (BrowserError, OSError):
+            pass
+        try:
+            self.process.wait(20)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(10)
         os.close(self._to_browser)
         os.close(self._from_browser)
-        self.profile.cleanup()
+        shutil.rmtree(self.profile, ignore_errors=True)

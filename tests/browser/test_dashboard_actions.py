@@ -170,9 +170,10 @@ def test_language_switch_is_remembered(live_api: LiveApi, admin_page: Browser) -
     admin_page.wait_for("document.getElementById('nav-terminals').textContent === '终端'")
     admin_page.wait_for("document.getElementById('count-online')?.textContent.includes('在线')")
     assert admin_page.evaluate("localStorage.getItem('gpsfleet.lang')") == "zh"
-    admin_page.evaluate("location.reload()")
+    admin_page.evaluate("window.beforeReload = true; location.reload()")
     admin_page.wait_for(
-        "document.getElementById('count-online') && document.documentElement.lang === 'zh-CN'"
+        "!window.beforeReload && document.getElementById('count-online')"
+        " && document.documentElement.lang === 'zh-CN'"
     )
     admin_page.evaluate(
         "[...document.querySelectorAll('#lang button')].find(b => b.textContent === 'English').click()"

@@ -5,6 +5,7 @@ from the ``#token=`` link, in English and in Chinese, and for a customer."""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import tempfile
 
@@ -15,7 +16,8 @@ from tests.browser.support import UNKNOWN_DEVICE, LiveApi
 def chromium(url: str, *extra: str) -> str:
     """Load ``url``, let its scripts run for 10 s of virtual time, return the rendered DOM."""
     assert CHROMIUM is not None
-    with tempfile.TemporaryDirectory(prefix="gpsfleet-chromium-") as profile:
+    profile = tempfile.mkdtemp(prefix="gpsfleet-chromium-")
+    try:
         result = subprocess.run(
             [
                 CHROMIUM,
@@ -29,6 +31,8 @@ def chromium(url: str, *extra: str) -> str:
             text=True,
             timeout=120,
         )
+    finally:  # a helper process may still be writing to the profile as the browser exits
+        shutil.rmtree(profile, ignore_errors=True)
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
 
