@@ -46,6 +46,11 @@ class Leadership:
             self._close()
         return self.held
 
+    @property
+    def backend_pid(self) -> int | None:
+        """The server process holding (or asking for) the lock, for operators and tests."""
+        return self._conn.info.backend_pid if self._conn is not None and not self._conn.closed else None
+
     def release(self) -> None:
         if self._conn is not None and not self._conn.closed and self.held:
             try:

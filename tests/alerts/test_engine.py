@@ -7,7 +7,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from alerts.engine import AlertEngine
 from alerts.health import get_health
@@ -329,8 +329,11 @@ def test_two_engines_racing_on_postgres_open_one_ticket(pg_url: str) -> None:
     assert _count(engines[0], tickets) == 2 and _count(engines[0], alerts) == 2
     # leadership: one timer across processes, taken over when the leader goes
     assert [e.leadership.check() for e in engines] == [True, False]
-    engines[0].leadership.release()
+    # the leader's process dies: its server session goes, and with it the lock
+    with engines[1].database.engine.connect() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": engines[0].leadership.backend_pid})
     assert engines[1].leadership.check() is True
+    assert engines[0].leadership.check() is False  # it notices, and does not run the timer
     for e in engines:
         e.leadership.release()
         e.database.dispose()
