@@ -73,10 +73,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def track(start: datetime, count: int) -> list[Message]:
-    """A vehicle driving a loop: a fix every 10 s, moving, with health attributes."""
+    """A vehicle driving a loop: a fix every 10 s, moving, with health attributes (external
+    voltage on every 10th fix)."""
     fixes = []
     for index in range(count):
         angle = index / count * 2 * math.pi
+        attributes: dict[str, object] = {
+            Attr.IGNITION: True,
+            Attr.BATTERY_V: 4.1,
+            Attr.ODOMETER_M: 1_000_000 + 120 * index,
+        }
+        # external voltage now and then, as trackers report it (a GT06 sends it in a 0x94
+        # frame of its own: on every fix, half the GT06 frames would be voltage reports)
+        if index % 10 == 0:
+            attributes[Attr.POWER_V] = 13.8
         fixes.append(
             Message(
                 MessageType.POSITION,
@@ -90,12 +100,7 @@ def track(start: datetime, count: int) -> list[Message]:
                 satellites=9,
                 hdop=0.9,
                 alarms=[Alarm.OVERSPEED] if index % 97 == 13 else [],
-                attributes={
-                    Attr.IGNITION: True,
-                    Attr.POWER_V: 13.8,
-                    Attr.BATTERY_V: 4.1,
-                    Attr.ODOMETER_M: 1_000_000 + 120 * index,
-                },
+                attributes=attributes,
             )
         )
     return fixes
