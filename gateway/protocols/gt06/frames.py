@@ -85,10 +85,12 @@ def _frame_end(buffer: bytes, start: int) -> int:
 
 
 def split(buffer: bytes) -> Split:
+    size = len(buffer)
+    if size > 5 and buffer[0] == 0x78 == buffer[1] and buffer[2] + 5 == size and buffer.endswith(END):
+        return Split(size, [buffer], 0)  # the usual write: exactly one short frame
     frames: list[bytes] = []
     garbage = 0
     pos = 0
-    size = len(buffer)
     while pos < size:
         first = buffer[pos]
         if (first == 0x78 or first == 0x79) and pos + 1 < size and buffer[pos + 1] == first:
