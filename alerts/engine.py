@@ -5,6 +5,7 @@ updates health, steps the fault rules, raises and clears alerts and opens repair
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import queue
@@ -60,7 +61,8 @@ from store.tables.alerts import terminal_health
 
 log = logging.getLogger(__name__)
 
-MAX_ITEMS_PER_TRANSACTION = 500
+MAX_ITEMS_PER_TRANSACTION = 200
+BACKLOG_MAX = 5000  # items the worker holds to look for alarm batches among them
 HEALTH_CACHE_MAX = 200_000
 TICK_CHUNK = 500
 
@@ -111,6 +113,7 @@ class AlertEngine:
         self.stats = EngineStats()
         self.leadership = Leadership(database)
         self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=settings.alerts.queue_max)
+        self._backlog: collections.deque[tuple[Any, ...]] = collections.deque()  # taken, not yet processed
         self._registry = RegistryCache()
         self._cache: dict[str, TerminalHealth] = {}  # health as this process last wrote or read it
         self._thread: threading.Thread | None = None
@@ -121,7 +124,8 @@ class AlertEngine:
     # ------------------------------------------------------------------ GatewayHooks (never block)
 
     def after_commit(self, batch: IngestBatch) -> None:
-        self._offer(("batch", batch), len(batch))
+        carries_alarm = any(row.alarms for row in batch.positions) or any(row.alarms for row in batch.events)
+        self._offer(("batch", batch, carries_alarm), len(batch))
 
     def decode_error(self, device_id: str | None, protocol: str, kind: str, at: datetime) -> None:
         if device_id:  # an error of an unknown sender has no terminal to judge
@@ -149,7 +153,7 @@ class AlertEngine:
 
     @property
     def queue_depth(self) -> int:
-        return self._queue.qsize()
+        return self._queue.qsize() + len(self._backlog)
 
     @property
     def queue_full(self) -> bool:
@@ -194,7 +198,7 @@ class AlertEngine:
             items = self._take(timeout)
             if items:
                 self._with_retry(self.process, items)
-            if self._stopping.is_set() and self._queue.empty():
+            if self._stopping.is_set() and self._queue.empty() and not self._backlog:
                 return
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + every
@@ -203,16 +207,26 @@ class AlertEngine:
                     self._with_retry(self.tick, datetime.now(UTC))
 
     def _take(self, timeout: float) -> list[tuple[Any, ...]]:
-        try:
-            items = [self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()]
-        except queue.Empty:
-            return []
-        while len(items) < MAX_ITEMS_PER_TRANSACTION:
+        """The next items to process: batches carrying alarms first (a backlog of routine
+        positions must not delay a fault's ticket), else the oldest, at most a transaction's worth."""
+        backlog = self._backlog
+        if not backlog:
             try:
-                items.append(self._queue.get_nowait())
+                backlog.append(self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait())
+            except queue.Empty:
+                return []
+        while len(backlog) < BACKLOG_MAX:
+            try:
+                backlog.append(self._queue.get_nowait())
             except queue.Empty:
                 break
-        return items
+        urgent = [item for item in backlog if item[0] == "batch" and item[2]]
+        if urgent and len(urgent) < len(backlog):
+            self._backlog = collections.deque(
+                item for item in backlog if not (item[0] == "batch" and item[2])
+            )
+            return urgent
+        return [backlog.popleft() for _ in range(min(len(backlog), MAX_ITEMS_PER_TRANSACTION))]
 
     def _with_retry(self, work: Any, argument: Any) -> None:
         delay = 0.5

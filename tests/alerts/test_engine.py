@@ -383,3 +383,16 @@ def test_a_process_sees_what_another_process_wrote_to_a_terminals_health(db_url:
     for engine in (receiving, leader):
         engine.database.dispose()
     database.dispose()
+
+
+def test_batches_with_alarms_jump_a_backlog_of_routine_positions(sqlite_url: str) -> None:
+    engine = AlertEngine(fast_settings(sqlite_url), open_db(sqlite_url))
+    now = datetime.now(UTC)
+    for i in range(300):
+        engine.after_commit(batch(position("1", now + timedelta(seconds=i))))
+    engine.after_commit(batch(position("2", now, alarms=["gnss_antenna_cut"])))
+    first = engine._take(0)
+    assert [item[1].positions[0].terminal_id for item in first] == ["2"]
+    second = engine._take(0)
+    assert len(second) == 200 and engine.queue_depth == 100  # the rest in arrival order
+    assert second[0][1].positions[0].fix_time == now
