@@ -6,6 +6,7 @@ import argparse
 from types import ModuleType
 
 from benchmarks import alerts as alerts_bench
+from benchmarks import dashboard as dashboard_bench
 from benchmarks import fleet_import
 from benchmarks import ingest as ingest_bench
 from benchmarks import decode as decode_bench
@@ -14,6 +15,7 @@ from benchmarks import store as store_bench
 # Each module in ``benchmarks`` has register(subparsers); listed explicitly.
 BENCHMARKS: list[ModuleType] = [
     store_bench,
+    dashboard_bench,
     decode_bench,
     fleet_import,
     ingest_bench,
