@@ -12,6 +12,7 @@ searched as an operator would.  Prints the median and the 95th percentile of eac
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 import statistics
 import sys
@@ -88,6 +89,7 @@ def seed(database: Database, settings: Settings, terminals: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     folder = Path(tempfile.mkdtemp(prefix="gpsfleet-bench-dashboard-"))
     url = f"sqlite:///{folder / 'gpsfleet.db'}"
     database = open_database(url)
