@@ -422,9 +422,10 @@ def _sentence(frame: bytes, ctx: DecodeContext, session: _Session, out: list[Mes
         raise UnsupportedMessage(f"sentence {body[1:6]!r}") from None
     except pynmea2.ParseError:
         raise MalformedFrame(f"not an NMEA sentence: {body[:40]!r}") from None
-    handler = _SENTENCES.get(sentence.sentence_type)
+    sentence_type = getattr(sentence, "sentence_type", None)  # proprietary sentences have none
+    handler = _SENTENCES.get(sentence_type) if sentence_type else None
     if handler is None:
-        raise UnsupportedMessage(f"sentence {sentence.sentence_type}")
+        raise UnsupportedMessage(f"sentence {body[1:6].decode('latin-1')}")
     handler(sentence.data, ctx, session, out)
     if not checksum_ok:
         _flag_checksum(session, out)

@@ -9,7 +9,14 @@ import pytest
 from core.messages import Message, MessageType
 from core.vocabulary import Attr
 from gateway.protocols import nmea
-from gateway.protocols.base import ChecksumError, DecodeContext, Decoded, MalformedFrame, UnsupportedMessage
+from gateway.protocols.base import (
+    ChecksumError,
+    DecodeContext,
+    Decoded,
+    MalformedFrame,
+    ProtocolError,
+    UnsupportedMessage,
+)
 from tests.protocols.support import assert_sane, feedings, load_captures, run_framer
 
 CAPTURES = load_captures("nmea")
@@ -409,3 +416,10 @@ def test_identification_decoded_again_gives_the_same_answer() -> None:
     again = nmea.decode(b"$GPFID,ID123456ABC", ctx)
     assert [m.to_json_dict() for m in again.messages] == [m.to_json_dict() for m in first.messages]
     assert [m.type for m in again.messages] == [MessageType.LOGIN, MessageType.POSITION]
+
+
+def test_proprietary_sentence_with_a_wrong_checksum_is_an_error_value_in_lenient_mode() -> None:
+    # pynmea2 reads "$PGGA" as a proprietary sentence without a sentence type.
+    frame = b"$PGGA,000000.000,4610.1676,N,00606.4586,E,0,00,4.3,0.0,M,50.7,M,,0000*59\r\n"
+    with pytest.raises(ProtocolError):
+        nmea.SPEC.decode(frame.strip(), DecodeContext(lenient=True, terminal_id="123456789012345"))
