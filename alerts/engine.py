@@ -62,6 +62,7 @@ from store.tables.alerts import terminal_health
 log = logging.getLogger(__name__)
 
 MAX_ITEMS_PER_TRANSACTION = 200
+MAX_ROWS_PER_TRANSACTION = 5000  # short transactions: an alarm batch never waits long behind one
 BACKLOG_MAX = 5000  # items the worker holds to look for alarm batches among them
 HEALTH_CACHE_MAX = 200_000
 TICK_CHUNK = 500
@@ -226,7 +227,13 @@ class AlertEngine:
                 item for item in backlog if not (item[0] == "batch" and item[2])
             )
             return urgent
-        return [backlog.popleft() for _ in range(min(len(backlog), MAX_ITEMS_PER_TRANSACTION))]
+        items: list[tuple[Any, ...]] = []
+        rows = 0
+        while backlog and len(items) < MAX_ITEMS_PER_TRANSACTION and rows < MAX_ROWS_PER_TRANSACTION:
+            item = backlog.popleft()
+            items.append(item)
+            rows += len(item[1]) if item[0] == "batch" else 1
+        return items
 
     def _with_retry(self, work: Any, argument: Any) -> None:
         delay = 0.5
