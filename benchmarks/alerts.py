@@ -9,7 +9,11 @@ the terminals: ``--terminals`` connections report positions at ``--rate`` in tot
 the ticket is there.  The latency is measured from writing the frame to the socket to the API
 answer that shows the ticket.  Load terminals are registered once (reused by later runs);
 fault terminals are new each run.  Offline and clock-drift rules are off here: the load
-terminals' fix times run ahead of real time to keep every position unique.
+terminals' fix times step a second per report (faster than the clock, ending just before now)
+to keep every position unique.  ``--path direct`` leaves out the gateway and the second
+process: positions go through PositionWriter and the engine's after-commit hook, as the
+gateway hands them over.  The figures include backlog samples (event-loop lag, the gateway
+writer's queue, the engine's queue) that say where time went.
 """
 
 from __future__ import annotations
