@@ -33,7 +33,7 @@ class HexLog:
         self.ring_frames = ring_frames
 
     def enabled(self, device_id: str | None) -> bool:
-        if device_id is None or device_id not in self._switches:
+        if not self._switches or device_id is None or device_id not in self._switches:
             return False
         until = self._switches[device_id]
         if until is not None and until < datetime.now(UTC):

@@ -94,9 +94,12 @@ class BatchWriter:
         self._thread.start()
 
     def submit(self, item: WorkItem) -> None:
-        with self._condition:
-            self._queue.append(item)
-            if not self._busy:
+        # deque.append is atomic; the lock is only needed to wake an idle writer.  A writer
+        # that is busy (or about to be) looks at the queue under the lock after it clears
+        # ``_busy``, so an item appended before we read ``_busy`` is never missed.
+        self._queue.append(item)
+        if not self._busy:
+            with self._condition:
                 self._condition.notify()
 
     @property
