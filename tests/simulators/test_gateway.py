@@ -97,7 +97,7 @@ def test_every_protocol_and_transport_is_stored_by_the_gateway(
                 {name: ports["udp"] for name, ports in gateway.ports.items() if "udp" in ports},
                 mqtt_url=mqtt_url,
             )
-            return await runner.run(duration_s=6)
+            return await runner.run(duration_s=10)
         finally:
             await gateway.stop()
 
