@@ -7,9 +7,9 @@ from types import ModuleType
 
 from benchmarks import alerts as alerts_bench
 from benchmarks import dashboard as dashboard_bench
+from benchmarks import decode as decode_bench
 from benchmarks import fleet_import
 from benchmarks import ingest as ingest_bench
-from benchmarks import decode as decode_bench
 from benchmarks import store as store_bench
 
 # Each module in ``benchmarks`` has register(subparsers); listed explicitly.
@@ -18,8 +18,8 @@ BENCHMARKS: list[ModuleType] = [
     dashboard_bench,
     decode_bench,
     fleet_import,
-    ingest_bench,
     alerts_bench,
+    ingest_bench,
 ]
 
 
