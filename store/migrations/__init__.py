@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from store.migrations import m0001_positions
-from store.migrations import m0002_auth
-from store.migrations import m0003_registry
-from store.migrations import m0004_gateway
-from store.migrations import m0005_alerts
+from store.migrations import m0001_positions, m0002_auth, m0003_registry, m0004_gateway, m0005_alerts
 
 MIGRATIONS: list[ModuleType] = [
     m0001_positions,
