@@ -7,7 +7,6 @@ import random
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from sqlalchemy import and_, select
 from sqlalchemy.engine import Connection
@@ -41,8 +40,9 @@ class RegistryCache:
                 out[tid] = entry[1]
         if missing:
             found = current_facts(conn, missing)
+            found.update(_by_other_forms(conn, [tid for tid in missing if tid not in found]))
             for tid in missing:
-                facts = found.get(tid) if tid in found else _by_other_form(conn, tid)
+                facts = found.get(tid)
                 # spread the expiries so that a fleet seen at once is not looked up again at once
                 self._entries[tid] = (now + self.ttl_s * random.uniform(0.75, 1.25), facts)
                 out[tid] = facts
@@ -74,9 +74,16 @@ def current_facts(conn: Connection, device_ids: list[str]) -> dict[str, Registry
     return out
 
 
-def _by_other_form(conn: Connection, device_id: str) -> RegistryFacts | None:
-    """A device id sent in another form than the registry keeps (GT06's leading zero, ...)."""
-    from fleet.context import terminal_context
+def _by_other_forms(conn: Connection, device_ids: list[str]) -> dict[str, RegistryFacts]:
+    """Terminals that send their id in another form than the registry keeps (GT06's leading
+    zero, a JT/T 808 phone without its padding): every other form looked up in one query."""
+    from fleet.validation import device_id_candidates
 
-    context = terminal_context(conn, device_id, datetime.now(UTC))
-    return RegistryFacts(context.model_name, context.customer_id, context.iccid) if context else None
+    others = {tid: device_id_candidates(tid)[1:] for tid in device_ids}
+    found = current_facts(conn, sorted({form for forms in others.values() for form in forms}))
+    out: dict[str, RegistryFacts] = {}
+    for tid, forms in others.items():
+        known = next((form for form in forms if form in found), None)
+        if known is not None:
+            out[tid] = found[known]
+    return out
