@@ -123,8 +123,8 @@ class Session:
         self._resolving = False
         self._replies: deque[_Pending] = deque()
         self._errors_logged = 0
-        self._frames_in = metrics.FRAMES_IN.labels(self.protocol, transport)
-        self._replies_out = metrics.REPLIES_OUT.labels(self.protocol, transport)
+        self._frames_in = metrics.tally(metrics.FRAMES_IN, self.protocol, transport)
+        self._replies_out = metrics.tally(metrics.REPLIES_OUT, self.protocol, transport)
         services.sessions.add(self)
         metrics.CONNECTIONS.labels(self.protocol, transport).inc()
 
@@ -151,9 +151,12 @@ class Session:
                 self._replies.append(_Pending(self, None, token, True, self.device_id))
                 self.flush_replies()
             return
-        for index, frame in enumerate(frames):
-            self._inbox.append((frame, token if index == len(frames) - 1 else None, received_at))
-        self._frames_in.inc(len(frames))
+        if len(frames) == 1:
+            self._inbox.append((frames[0], token, received_at))
+        else:
+            for index, frame in enumerate(frames):
+                self._inbox.append((frame, token if index == len(frames) - 1 else None, received_at))
+        self._frames_in.count += len(frames)
         if not self._resolving:
             self._process()
 
@@ -373,7 +376,7 @@ class Session:
                 continue
             if pending.reply:
                 self.link.send(pending.reply)
-                self._replies_out.inc()
+                self._replies_out.count += 1
                 if self.services.hexlog.enabled(pending.device_id):
                     self.services.hexlog.record(
                         pending.device_id or "?", self.protocol, self.transport, "out", pending.reply
