@@ -56,3 +56,12 @@ def test_only_logins_and_heartbeats_are_answered_before_they_are_durable() -> No
     assert not needs_durable_ack([Message(MessageType.LOGIN), Message(MessageType.HEARTBEAT)])
     assert needs_durable_ack([Message(MessageType.HEARTBEAT), Message(MessageType.STATUS)])
     assert not needs_durable_ack([])
+
+
+def test_the_near_fix_shortcut_still_flags_a_jump_just_beyond_it() -> None:
+    # 0.0029 degrees in both is under the 0.5 km noise floor (no haversine needed);
+    # 0.005 degrees of latitude in one second (0.56 km, ~2000 km/h) is a jump.
+    check = Plausibility(max_future_s=300, max_speed_kmh=1000).check
+    assert check("T", NOW, NOW, True, 31.0, 121.0) == 0
+    assert check("T", NOW + timedelta(seconds=1), NOW, True, 31.0029, 121.0029) == 0
+    assert check("T", NOW + timedelta(seconds=2), NOW, True, 31.0079, 121.0029) == Flag.JUMP
