@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.sql.elements import ColumnElement
 
 from alerts import alerts as alert_store
 from alerts import tickets as ticket_store
@@ -121,6 +122,9 @@ class AlertEngine:
         self._stopping = threading.Event()
         self._lock = threading.Lock()  # one transaction at a time in this process (SQLite has one writer)
         self._last_full_warning = 0.0
+        shortest_offline_s = self.rulebook.min_offline_s()
+        # last seen is written when it moved on this far: the timer judges silence from it
+        self._last_seen_resolution_s = min(15.0, (shortest_offline_s or 150.0) / 10.0)
 
     # ------------------------------------------------------------------ GatewayHooks (never block)
 
@@ -324,8 +328,11 @@ class AlertEngine:
             for terminal_id in list(plain):
                 observe_plain(terminal_id)
             events = self._apply(conn, changes, facts)
-            resolution = min(15.0, self.rulebook.min_offline_s() / 10.0)
-            changed = [h for tid, h in healths.items() if needs_saving(h, before.get(tid), resolution)]
+            changed = [
+                h
+                for tid, h in healths.items()
+                if needs_saving(h, before.get(tid), self._last_seen_resolution_s)
+            ]
             save_health(conn, changed)
         self._notify(events)
 
@@ -401,20 +408,16 @@ class AlertEngine:
         """Time-based rules: silence, sustain and clear times.  Run by the leader only."""
         now = now or datetime.now(UTC)
         self.stats.ticks += 1
-        cutoff = now - timedelta(seconds=self.rulebook.min_offline_s())
+        shortest_offline_s = self.rulebook.min_offline_s()
+        looked_at: ColumnElement[bool] = terminal_health.c.pending.is_(True)
+        if shortest_offline_s is not None:
+            cutoff = now - timedelta(seconds=shortest_offline_s)
+            looked_at = or_(
+                looked_at,
+                (terminal_health.c.connectivity == "online") & (terminal_health.c.last_seen < cutoff),
+            )
         with self.database.engine.connect() as conn:
-            candidates = [
-                r[0]
-                for r in conn.execute(
-                    select(terminal_health.c.terminal_id).where(
-                        or_(
-                            terminal_health.c.pending.is_(True),
-                            (terminal_health.c.connectivity == "online")
-                            & (terminal_health.c.last_seen < cutoff),
-                        )
-                    )
-                )
-            ]
+            candidates = [r[0] for r in conn.execute(select(terminal_health.c.terminal_id).where(looked_at))]
         for start in range(0, len(candidates), TICK_CHUNK):
             self._tick_chunk(candidates[start : start + TICK_CHUNK], now)
 
@@ -427,6 +430,7 @@ class AlertEngine:
         ):
             healths.update(self._load(conn, terminal_ids))
             facts = self._facts(conn, set(healths))
+            before = {tid: (fingerprint(h), h.needs_timer()) for tid, h in healths.items()}
             for h in healths.values():
                 self._apply_registry(h, facts.get(h.terminal_id))
                 self._evaluate(h, now, [Fault.OFFLINE], changes, fresh=True)
@@ -435,7 +439,15 @@ class AlertEngine:
                 if h.connectivity != "offline":  # "no fix while still reporting"
                     self._evaluate(h, now, sorted(REPORT_DRIVEN), changes, fresh=False)
             events = self._apply(conn, [c for c in changes if c.action != Action.TOUCH], facts)
-            save_health(conn, healths.values())
+            # only what moved: a fleet of silent terminals is looked at every tick, not rewritten
+            save_health(
+                conn,
+                [
+                    h
+                    for tid, h in healths.items()
+                    if h.conditions_changed or (fingerprint(h), h.needs_timer()) != before[tid]
+                ],
+            )
         self._notify(events)
 
     # ------------------------------------------------------------------ alerts and tickets

@@ -84,8 +84,13 @@ class TerminalHealth:
         row = {name: getattr(self, name) for name in _COLUMNS}
         row["conditions"] = {fault: state.to_json() for fault, state in self.conditions.items()}
         # errors age out of their hour only as time passes: the timer must look at them too
-        row["pending"] = bool(self.error_buckets) or any(state.pending for state in self.conditions.values())
+        row["pending"] = self.needs_timer()
         return row
+
+    def needs_timer(self) -> bool:
+        """Only time can change something here: a sustain or clear clock runs, or errors age
+        out of their hour (the timer looks at these terminals)."""
+        return bool(self.error_buckets) or any(state.pending for state in self.conditions.values())
 
     @classmethod
     def from_row(cls, row: Any) -> TerminalHealth:

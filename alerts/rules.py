@@ -120,14 +120,16 @@ class RuleBook:
     def rule(self, fault: str, model_name: str | None = None) -> Rule:
         return self.rules(model_name)[fault]
 
-    def min_offline_s(self) -> float:
-        """The shortest offline threshold of any model, for the timer's query."""
+    def min_offline_s(self) -> float | None:
+        """The shortest offline threshold of any model, for the timer's query; None when no
+        model judges silence (then a silent terminal is no reason to look at it)."""
         values = [
             (r.threshold or 0.0) * 60.0
             for m in [None, *self._settings.per_model]
             for r in [self.rule(Fault.OFFLINE, m)]
+            if r.enabled and r.threshold is not None
         ]
-        return min(values)
+        return min(values, default=None)
 
 
 # --------------------------------------------------------------------------- conditions
