@@ -31,7 +31,6 @@ from alerts.health import (
     load_health,
     load_versions,
     looks_healthy,
-    needs_saving,
     new_health,
     observe_connection,
     observe_event,
@@ -39,6 +38,8 @@ from alerts.health import (
     refresh_error_rate,
     refresh_sim,
     save_health,
+    save_values,
+    saving,
 )
 from alerts.leader import Leadership
 from alerts.notify import Notifier
@@ -328,12 +329,11 @@ class AlertEngine:
             for terminal_id in list(plain):
                 observe_plain(terminal_id)
             events = self._apply(conn, changes, facts)
-            changed = [
-                h
-                for tid, h in healths.items()
-                if needs_saving(h, before.get(tid), self._last_seen_resolution_s)
-            ]
-            save_health(conn, changed)
+            to_save: dict[str | None, list[TerminalHealth]] = {"row": [], "values": [], None: []}
+            for tid, h in healths.items():
+                to_save[saving(h, before.get(tid), self._last_seen_resolution_s)].append(h)
+            save_health(conn, to_save["row"])
+            save_values(conn, to_save["values"])
         self._notify(events)
 
     def _load(self, conn: Connection, terminal_ids: Iterable[str]) -> dict[str, TerminalHealth]:

@@ -8,8 +8,10 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import String, any_, bindparam, literal, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
 
 from alerts.rules import ConditionState, Fault, Rule
 from alerts.sql import upsert
@@ -135,13 +137,16 @@ def fingerprint(h: TerminalHealth) -> tuple[Any, ...]:
     return tuple(getattr(h, name) for name in _MATERIAL)
 
 
-def needs_saving(h: TerminalHealth, before: tuple[Any, ...] | None, last_seen_resolution_s: float) -> bool:
-    """A new row, a material change, or last seen further on than the timer may ignore."""
+def saving(h: TerminalHealth, before: tuple[Any, ...] | None, last_seen_resolution_s: float) -> str | None:
+    """What to write: "row" (new, or a dimension or fault state changed), "values" (only last
+    seen and the measured values moved on; see ``save_values``), or None."""
     if before is None or h.conditions_changed or fingerprint(h) != before:
-        return True
+        return "row"
     if h.last_seen is None or h.saved_last_seen is None:
-        return h.last_seen is not None
-    return (h.last_seen - h.saved_last_seen).total_seconds() >= last_seen_resolution_s
+        return "row" if h.last_seen is not None else None
+    if (h.last_seen - h.saved_last_seen).total_seconds() >= last_seen_resolution_s:
+        return "values"
+    return None
 
 
 def looks_healthy(h: TerminalHealth) -> bool:
@@ -162,6 +167,20 @@ def looks_healthy(h: TerminalHealth) -> bool:
 
 _TRANSIENT = {"reported_alarms", "disconnects_between_reports", "conditions_changed", "saved_last_seen"}
 _COLUMNS = tuple(f.name for f in fields(TerminalHealth) if f.name not in _TRANSIENT)
+# What moves without a material change: last seen and the measured values (not the stamps of
+# dimension changes, not the JSON of fault states and error counts, which move with the material).
+_VALUES = tuple(
+    name
+    for name in _COLUMNS
+    if name not in _MATERIAL
+    and not name.endswith("_since")
+    and name not in ("terminal_id", "updated_at", "conditions", "error_buckets", "pending")
+)
+_UPDATE_VALUES = (
+    update(terminal_health)
+    .where(terminal_health.c.terminal_id == bindparam("v_terminal_id"))
+    .values({name: bindparam(f"v_{name}") for name in (*_VALUES, "updated_at")})
+)
 
 
 # --------------------------------------------------------------------------- observations
@@ -321,7 +340,7 @@ def load_health(
     ids = sorted(set(terminal_ids))
     out: dict[str, TerminalHealth] = {}
     for start in range(0, len(ids), 1000):
-        query = select(terminal_health).where(terminal_health.c.terminal_id.in_(ids[start : start + 1000]))
+        query = select(terminal_health).where(_among(conn, ids[start : start + 1000]))
         if lock and conn.dialect.name == "postgresql":
             query = query.order_by(terminal_health.c.terminal_id).with_for_update()
         for row in conn.execute(query).mappings():
@@ -338,12 +357,19 @@ def load_versions(
     out: dict[str, datetime] = {}
     for start in range(0, len(ids), 1000):
         query = select(terminal_health.c.terminal_id, terminal_health.c.updated_at).where(
-            terminal_health.c.terminal_id.in_(ids[start : start + 1000])
+            _among(conn, ids[start : start + 1000])
         )
         if lock and conn.dialect.name == "postgresql":
             query = query.order_by(terminal_health.c.terminal_id).with_for_update()
         out.update((row[0], row[1]) for row in conn.execute(query))
     return out
+
+
+def _among(conn: Connection, terminal_ids: list[str]) -> ColumnElement[bool]:
+    """``terminal_id IN (...)``; on PostgreSQL one array parameter instead of one per id."""
+    if conn.dialect.name == "postgresql":
+        return terminal_health.c.terminal_id == any_(literal(terminal_ids, ARRAY(String)))
+    return terminal_health.c.terminal_id.in_(terminal_ids)
 
 
 def save_health(conn: Connection, rows: Iterable[TerminalHealth]) -> None:
@@ -356,6 +382,22 @@ def save_health(conn: Connection, rows: Iterable[TerminalHealth]) -> None:
         h.conditions_changed = False
         out.append(h.to_row())
     upsert(conn, terminal_health, out, ["terminal_id"])
+
+
+def save_values(conn: Connection, rows: Iterable[TerminalHealth]) -> None:
+    """Write last seen and the measured values (voltages, signal, last fix) of rows whose
+    dimensions and fault states are as stored: a narrow UPDATE, no JSON, each with a new version."""
+    now = datetime.now(UTC)
+    out = []
+    for h in rows:
+        h.updated_at = max(now, h.updated_at + timedelta(microseconds=1))
+        h.saved_last_seen = h.last_seen
+        values = {f"v_{name}": getattr(h, name) for name in _VALUES}
+        values["v_terminal_id"] = h.terminal_id
+        values["v_updated_at"] = h.updated_at
+        out.append(values)
+    if out:
+        conn.execute(_UPDATE_VALUES, out)
 
 
 def get_health(conn: Connection, terminal_id: str) -> TerminalHealth | None:
