@@ -8,12 +8,12 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
+from sqlalchemy import Text, cast, func, select
 from sqlalchemy.engine import Connection
 
 from alerts import alerts as alert_store
 from alerts import tickets as ticket_store
-from alerts.health import DIMENSIONS, TerminalHealth, get_health, new_health
+from alerts.health import DIMENSIONS, get_health, new_health
 from alerts.rules import FAULTS
 from api.deps import STAFF_ROLES, Principal, get_database, get_settings, not_found, require_roles
 from core.settings import Settings
@@ -74,31 +74,49 @@ def _json(row: dict[str, Any]) -> dict[str, Any]:
 def health_summary(
     principal: Principal = Depends(ANYONE), database: Database = Depends(get_database)
 ) -> dict[str, Any]:
+    """Counted in the database: one GROUP BY over the dimensions; only terminals with a fault
+    state in progress have their fault states read."""
     from store.tables.registry import terminals
 
+    columns = [terminal_health.c[d] for d in DIMENSIONS]
+    by_dimensions = select(*columns, func.count()).group_by(*columns)
+    with_conditions = select(terminal_health.c.conditions).where(
+        terminal_health.c.conditions.is_not(None), cast(terminal_health.c.conditions, Text) != "{}"
+    )
+    unseen = (
+        select(func.count())
+        .select_from(terminals)
+        .where(
+            terminals.c.status != "scrapped",
+            ~select(terminal_health.c.terminal_id)
+            .where(terminal_health.c.terminal_id == terminals.c.device_id)
+            .exists(),
+        )
+    )
     with database.engine.connect() as conn:
         scope = _customer_terminals(conn, principal)
-        query = select(terminal_health)
-        registered = select(terminals.c.device_id).where(terminals.c.status != "scrapped")
         if scope is not None:
-            query = query.where(terminal_health.c.terminal_id.in_(scope))
-            registered = registered.where(terminals.c.device_id.in_(scope))
-        rows = [TerminalHealth.from_row(r) for r in conn.execute(query).mappings()]
-        known = {r[0] for r in conn.execute(registered)}
-    seen = {h.terminal_id for h in rows}
-    counts = {"terminals": len(seen | known), "online": 0, "offline": 0, "never_seen": len(known - seen)}
-    per_fault = dict.fromkeys(FAULTS, 0)
+            by_dimensions = by_dimensions.where(terminal_health.c.terminal_id.in_(scope))
+            with_conditions = with_conditions.where(terminal_health.c.terminal_id.in_(scope))
+            unseen = unseen.where(terminals.c.device_id.in_(scope))
+        groups = conn.execute(by_dimensions).all()
+        condition_sets = [r[0] for r in conn.execute(with_conditions)]
+        never_seen = int(conn.execute(unseen).scalar_one())
+    seen = sum(int(group[-1]) for group in groups)
+    counts = {"terminals": seen + never_seen, "online": 0, "offline": 0, "never_seen": never_seen}
     dimensions: dict[str, dict[str, int]] = {d: {} for d in DIMENSIONS}
+    for *values, count in groups:
+        for dimension, value in zip(DIMENSIONS, values, strict=True):
+            dimensions[dimension][value] = dimensions[dimension].get(value, 0) + int(count)
+    for value, count in dimensions["connectivity"].items():
+        counts[value] = counts.get(value, 0) + count
+    per_fault = dict.fromkeys(FAULTS, 0)
     faulty = 0
-    for h in rows:
-        counts[h.connectivity] = counts.get(h.connectivity, 0) + 1
-        raised = [f for f, s in h.conditions.items() if s.raised]
+    for conditions in condition_sets:
+        raised = [fault for fault, state in (conditions or {}).items() if state.get("raised")]
         faulty += bool(raised)
         for fault in raised:
             per_fault[fault] = per_fault.get(fault, 0) + 1
-        for dimension in DIMENSIONS:
-            value = getattr(h, dimension)
-            dimensions[dimension][value] = dimensions[dimension].get(value, 0) + 1
     return {**counts, "faulty": faulty, "per_fault": per_fault, "dimensions": dimensions}
 
 
