@@ -331,7 +331,10 @@ def test_two_engines_racing_on_postgres_open_one_ticket(pg_url: str) -> None:
     assert [e.leadership.check() for e in engines] == [True, False]
     # the leader's process dies: its server session goes, and with it the lock
     with engines[1].database.engine.connect() as conn:
-        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": engines[0].leadership.backend_pid})
+        # with a timeout, pg_terminate_backend waits until the session (and its lock) is gone
+        conn.execute(
+            text("SELECT pg_terminate_backend(:pid, 10000)"), {"pid": engines[0].leadership.backend_pid}
+        )
     assert engines[1].leadership.check() is True
     assert engines[0].leadership.check() is False  # it notices, and does not run the timer
     for e in engines:
