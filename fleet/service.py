@@ -586,20 +586,14 @@ def install(
     vehicle = vehicle_by_plate(conn, plate)
     sim = sim_by_iccid(conn, iccid) if iccid else None
     _check_installable(conn, terminal, sim, vehicle, at)
-    record = _insert(
+    record = _open_installation(
         conn,
-        installations,
-        {
-            "terminal_id": terminal["id"],
-            "sim_id": sim["id"] if sim else None,
-            "vehicle_id": vehicle["id"],
-            "valid_from": at,
-            "valid_to": None,
-            "installed_by": v.optional(installed_by, "installed_by"),
-            "mount_location": v.optional(mount_location, "mount_location"),
-            "created_at": utcnow(),
-        },
-        "installation",
+        terminal["id"],
+        sim["id"] if sim else None,
+        vehicle["id"],
+        at,
+        installed_by=v.optional(installed_by, "installed_by"),
+        mount_location=v.optional(mount_location, "mount_location"),
     )
     _set_status(conn, terminals, terminal["id"], "installed")
     if sim:
@@ -720,20 +714,14 @@ def swap_terminal(
     _check_installable(conn, new, new_sim, vehicle, at)  # before any change: a refusal changes nothing
     _close(conn, current, at, performed_by, f"terminal swap: {reason}")
     sim_id = new_sim["id"] if new_sim else current["sim_id"]
-    new_installation = _insert(
+    new_installation = _open_installation(
         conn,
-        installations,
-        {
-            "terminal_id": new["id"],
-            "sim_id": sim_id,
-            "vehicle_id": vehicle["id"],
-            "valid_from": at,
-            "valid_to": None,
-            "installed_by": performed_by,
-            "mount_location": current["mount_location"],
-            "created_at": utcnow(),
-        },
-        "installation",
+        new["id"],
+        sim_id,
+        vehicle["id"],
+        at,
+        installed_by=performed_by,
+        mount_location=current["mount_location"],
     )
     _set_status(
         conn,
@@ -798,20 +786,14 @@ def swap_sim(
             field="new_iccid",
         )
     _close(conn, current, at, performed_by, f"SIM swap: {reason}")
-    new_installation = _insert(
+    new_installation = _open_installation(
         conn,
-        installations,
-        {
-            "terminal_id": terminal["id"],
-            "sim_id": new_sim["id"],
-            "vehicle_id": vehicle["id"],
-            "valid_from": at,
-            "valid_to": None,
-            "installed_by": current["installed_by"],
-            "mount_location": current["mount_location"],
-            "created_at": utcnow(),
-        },
-        "installation",
+        terminal["id"],
+        new_sim["id"],
+        vehicle["id"],
+        at,
+        installed_by=current["installed_by"],
+        mount_location=current["mount_location"],
     )
     _set_status(conn, sims, old_sim["id"], "stock")
     _set_status(conn, sims, new_sim["id"], "active")
@@ -830,6 +812,30 @@ def swap_sim(
         ticket_ref=ticket_ref,
         installation_id=new_installation["id"],
     )
+
+
+def _open_installation(
+    conn: Connection,
+    terminal_id: int,
+    sim_id: int | None,
+    vehicle_id: int,
+    at: datetime,
+    *,
+    installed_by: str | None,
+    mount_location: str | None,
+) -> Record:
+    """A new open installation (the caller has checked it may exist)."""
+    values = {
+        "terminal_id": terminal_id,
+        "sim_id": sim_id,
+        "vehicle_id": vehicle_id,
+        "valid_from": at,
+        "valid_to": None,
+        "installed_by": installed_by,
+        "mount_location": mount_location,
+        "created_at": utcnow(),
+    }
+    return _insert(conn, installations, values, "installation")
 
 
 def _record_swap(
