@@ -94,6 +94,9 @@ def open_database(
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
+    # Larger pages: fewer b-tree pages to split and log per bulk batch.  Takes effect
+    # only on a new, empty file (before the WAL switch below); older files keep theirs.
+    cursor.execute("PRAGMA page_size=16384")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")

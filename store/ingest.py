@@ -55,7 +55,7 @@ class PositionWriter:
                 return self._write_postgres(pooled, batch)
             conn = cast(sqlite3.Connection, pooled.driver_connection)
             ingest_sqlite.prepare_connection(conn, pooled.info)
-            return ingest_sqlite.write_batch(conn, batch)
+            return ingest_sqlite.write_batch(conn, pooled.info, batch)
         except Exception as exc:
             driver = pooled.driver_connection
             if isinstance(driver, psycopg.Connection) and (driver.closed or driver.broken):

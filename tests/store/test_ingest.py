@@ -69,6 +69,19 @@ def test_duplicates_in_the_batch_and_in_the_table_are_counted_no_ops(database: D
     assert lat != 1.0  # the first of two rows with the same key wins
 
 
+def test_a_large_unsorted_batch_is_stored_whole_with_the_first_of_each_duplicate(database: Database) -> None:
+    # more rows than one multi-row statement takes, terminals interleaved, duplicates
+    # of rows from other statements' share of the batch
+    rows = [position(f"T{n % 7}", n // 7, lat=10.0 + n * 1e-4) for n in range(1234)]
+    copies = [position(r.terminal_id, (r.fix_time - T0).total_seconds(), lat=-1.0) for r in rows[::300]]
+    result = PositionWriter(database).write(IngestBatch([*copies[::-1], *rows[::-1]]))
+    assert (result.inserted, result.duplicates) == (1234, len(copies))
+    assert count(database, positions) == 1234
+    with database.engine.connect() as conn:
+        lats = conn.execute(select(positions.c.lat).where(positions.c.lat < 0)).scalars().all()
+    assert len(lats) == len(copies)  # the copies came first in the batch, so they won
+
+
 def test_events_are_unique_on_terminal_time_and_type(database: Database) -> None:
     writer = PositionWriter(database)
     batch = IngestBatch(events=[event("T1", 0), event("T1", 0), event("T1", 0, type="login"), event("T2", 0)])
