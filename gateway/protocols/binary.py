@@ -7,7 +7,7 @@ decode paths free of per-byte Python work.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from core.messages import Message, MessageType
@@ -36,6 +36,46 @@ def device_time(year: int, month: int, day: int, hour: int, minute: int, second:
         raise MalformedFrame(
             f"bad time {year:04d}-{month:02d}-{day:02d} {hour:02d}:{minute:02d}:{second:02d}"
         ) from exc
+
+
+class DeviceClock:
+    """Six-byte device clocks ``YY MM DD hh mm ss`` (BCD or binary) to UTC, a fix at a time.
+
+    A terminal reports many fixes within one hour of its clock.  ``hours`` maps the first
+    four bytes of a reading (as a big-endian int) to the zone and the UTC start of that
+    hour; ``minutes_seconds`` maps the last two bytes to their timedelta.  A decoder looks
+    both up inline and adds them, and calls ``reading`` when either misses: that decodes
+    and checks the six fields as ``device_time`` does and remembers the hour.  Only zones
+    with a fixed offset are remembered (a zone with daylight saving time may change its
+    offset within an hour)."""
+
+    __slots__ = ("bcd", "hours", "minutes_seconds")
+
+    MAX_HOURS = 4096
+
+    def __init__(self, *, bcd: bool) -> None:
+        self.bcd = bcd
+        self.hours: dict[int, tuple[tzinfo, datetime]] = {}
+        encode = _bcd_byte if bcd else int
+        self.minutes_seconds: dict[int, timedelta] = {
+            encode(minute) << 8 | encode(second): timedelta(minutes=minute, seconds=second)
+            for minute in range(60)
+            for second in range(60)
+        }
+
+    def reading(self, hour_key: int, minute_second: int, tz: tzinfo) -> datetime:
+        raw = hour_key.to_bytes(4, "big") + minute_second.to_bytes(2, "big")
+        year, month, day, hour, minute, second = (BCD[byte] for byte in raw) if self.bcd else raw
+        time = device_time(2000 + year, month, day, hour, minute, second, tz)
+        if tz.utcoffset(None) is not None:
+            if len(self.hours) >= self.MAX_HOURS:
+                self.hours.clear()
+            self.hours[hour_key] = (tz, time - timedelta(minutes=minute, seconds=second))
+        return time
+
+
+def _bcd_byte(value: int) -> int:
+    return (value // 10) << 4 | value % 10
 
 
 def to_device_clock(value: datetime, tz: tzinfo) -> datetime:

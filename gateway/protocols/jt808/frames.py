@@ -51,7 +51,7 @@ RESULTS = {0: "ok", 1: "failed", 2: "bad_message", 3: "unsupported", 4: "alarm_c
 
 _U16 = struct.Struct(">H")
 _HEAD = struct.Struct(">HH")
-_HEAD_2013 = struct.Struct(">HH6sH")  # id, props, phone, serial
+HEAD_2013 = struct.Struct(">HH6sH")  # id, props, phone, serial
 _SUBPACKAGE = struct.Struct(">HH")
 
 # --------------------------------------------------------------------------- framing
@@ -217,7 +217,7 @@ def open_frame(frame: bytes, lenient: bool) -> Frame:
     checksum_ok = not xor8(inner)  # the XOR of data and check code is 0 when they agree
     if not checksum_ok and not lenient:
         raise ChecksumError(f"xor {xor8(inner[:-1]):02x} != {inner[-1]:02x}")
-    msg_id, props, phone, serial = _HEAD_2013.unpack_from(inner)
+    msg_id, props, phone, serial = HEAD_2013.unpack_from(inner)
     if not props & (PROPS_VERSION | PROPS_SUBPACKAGE) and msg_id not in VENDOR_LOCATIONS:
         body = inner[12:-1]  # the usual frame: 2013 header, whole message
         if len(body) != props & PROPS_LENGTH and not lenient:

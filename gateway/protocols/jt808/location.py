@@ -15,6 +15,7 @@ from gateway.protocols.base import (
 )
 from gateway.protocols.binary import (
     BCD,
+    DeviceClock,
     ascii_text,
     device_time,
     to_device_clock,
@@ -78,8 +79,12 @@ _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _LOCATION = struct.Struct(">IIIIhHH")  # alarm, status, lat, lon, altitude, speed, course
 _SUB_ITEM = struct.Struct(">HH")  # 0xEB sub-item length, id
-_LOCATION_AND_TIME = struct.Struct(">IIIIhHH6B")  # the fixed part, with the BCD clock bytes
+# the fixed part, with the BCD clock as YYMMDDhh and mmss words (see DeviceClock)
+_LOCATION_AND_CLOCK = struct.Struct(">IIIIhHHIH")
 _BLOCKED_BITS = STATUS_OIL_CUT | STATUS_CIRCUIT_CUT
+_CLOCK = DeviceClock(bcd=True)
+_CLOCK_HOURS = _CLOCK.hours
+_CLOCK_MINUTES_SECONDS = _CLOCK.minutes_seconds
 
 # --------------------------------------------------------------------------- location
 
@@ -201,11 +206,16 @@ def decode_location(
     """One 0x0200 body (also each item of a 0x0704 batch) between ``start`` and ``end``."""
     if end - start < 28:
         raise MalformedFrame("location body shorter than 28 bytes")
-    alarm, status, lat_raw, lon_raw, altitude, speed, course, year, month, day, hour, minute, second = (
-        _LOCATION_AND_TIME.unpack_from(body, start)
+    alarm, status, lat_raw, lon_raw, altitude, speed, course, hour_key, minute_second = (
+        _LOCATION_AND_CLOCK.unpack_from(body, start)
     )
-    bcd = BCD
-    time = device_time(2000 + bcd[year], bcd[month], bcd[day], bcd[hour], bcd[minute], bcd[second], ctx.tz)
+    tz = ctx.tz
+    hour = _CLOCK_HOURS.get(hour_key)
+    delta = _CLOCK_MINUTES_SECONDS.get(minute_second)
+    if hour is not None and delta is not None and hour[0] == tz:
+        time = hour[1] + delta
+    else:
+        time = _CLOCK.reading(hour_key, minute_second, tz)
     attrs: dict[str, Any] = {
         _STATUS: status,
         _IGNITION: (status & STATUS_ACC) != 0,

@@ -28,14 +28,20 @@ from gateway.protocols.jt808.frames import (
     BATCH,
     BLIND_LOCATION_2,
     CONTROL_ANSWER,
+    FLAG,
+    HEAD_2013,
     HEARTBEAT,
     LOCATION,
     LOCATION_2,
     LOCATION_ANSWER,
     LOGOUT,
+    MIN_INNER,
     MULTIMEDIA_EVENT,
     PHOTO,
     PLATFORM_RESPONSE,
+    PROPS_LENGTH,
+    PROPS_SUBPACKAGE,
+    PROPS_VERSION,
     REGISTER,
     REGISTER_RESPONSE,
     RESULT_OK,
@@ -44,6 +50,7 @@ from gateway.protocols.jt808.frames import (
     TIME_QUERY,
     TIME_SYNC,
     TRANSPARENT,
+    VENDOR_LOCATIONS,
     Frame,
     encode_frame,
     escape,
@@ -246,19 +253,36 @@ def _platform_serial(ctx: DecodeContext) -> int:
 
 _GENERAL_RESPONSE_2013 = struct.Struct(">HH6sHHHB")
 _BYTE = tuple(bytes((value,)) for value in range(256))
+_CHECK_AND_FLAG = tuple(bytes((value, FLAG)) for value in range(256))
+_FLAG = bytes((FLAG,))
+# 0x8001 with a 5-byte body: the XOR of its id and properties bytes
+_RESPONSE_HEAD_XOR = (PLATFORM_RESPONSE >> 8) ^ (PLATFORM_RESPONSE & 0xFF) ^ 5
+_PHONE_XOR: dict[bytes, int] = {}  # XOR of each 6-byte phone field acknowledged lately
+_MAX_PHONES = 65536
+
+
+def acknowledge(phone: bytes, serial: int, msg_id: int, ctx: DecodeContext, result: int = RESULT_OK) -> bytes:
+    """0x8001 to a terminal with a 2013 header (``phone`` is its 6 BCD bytes).  The check
+    code is folded from the fields (the phone's XOR is remembered), not computed over the
+    packed frame."""
+    state = ctx.state
+    own = state["jt808.serial"] = (state.get("jt808.serial", 0) + 1) & 0xFFFF
+    phone_xor = _PHONE_XOR.get(phone)
+    if phone_xor is None:
+        if len(_PHONE_XOR) >= _MAX_PHONES:
+            _PHONE_XOR.clear()
+        phone_xor = _PHONE_XOR[phone] = xor8(phone)
+    words = own ^ serial ^ msg_id  # the XOR of three 16-bit fields, folded below
+    check = (words ^ (words >> 8) ^ phone_xor ^ result ^ _RESPONSE_HEAD_XOR) & 0xFF
+    inner = _GENERAL_RESPONSE_2013.pack(PLATFORM_RESPONSE, 5, phone, own, serial, msg_id, result)
+    if 0x7D in inner or 0x7E in inner or check == 0x7D or check == 0x7E:
+        return _FLAG + escape(inner + _BYTE[check]) + _FLAG
+    return _FLAG + inner + _CHECK_AND_FLAG[check]
 
 
 def general_response(frame: Frame, ctx: DecodeContext, result: int = RESULT_OK) -> bytes:
-    if frame.version is None and len(frame.phone_bcd) == 6:  # the common case, in one pack
-        state = ctx.state
-        serial = state["jt808.serial"] = (state.get("jt808.serial", 0) + 1) & 0xFFFF
-        inner = _GENERAL_RESPONSE_2013.pack(
-            PLATFORM_RESPONSE, 5, frame.phone_bcd, serial, frame.serial, frame.msg_id, result
-        )
-        inner += _BYTE[xor8(inner)]
-        if 0x7D in inner or 0x7E in inner:
-            inner = escape(inner)
-        return b"\x7e" + inner + b"\x7e"
+    if frame.version is None and len(frame.phone_bcd) == 6:  # the common case
+        return acknowledge(frame.phone_bcd, frame.serial, frame.msg_id, ctx, result)
     body = _RESPONSE.pack(frame.serial, frame.msg_id, result)
     return encode_frame(PLATFORM_RESPONSE, frame.phone_bcd, _platform_serial(ctx), body, frame.version)
 
@@ -315,12 +339,36 @@ def decode_text(frame: bytes, ctx: DecodeContext) -> Decoded:
     return Decoded([result], None, terminal_id)
 
 
+_PLAIN_PROPS = PROPS_VERSION | PROPS_SUBPACKAGE | PROPS_LENGTH
+_HEARTBEAT = MessageType.HEARTBEAT
+
+
 def decode(frame: bytes, ctx: DecodeContext) -> Decoded:
+    size = len(frame)
+    # The usual frame: nothing escaped, a right check code (the two flags cancel in the
+    # XOR, so the frame is checked in place), a 2013 header without sub-package and a body
+    # of the announced length.  Read in place; anything else goes through ``open_frame``.
+    if size >= MIN_INNER + 2 and frame[0] == FLAG == frame[-1] and 0x7D not in frame and not xor8(frame):
+        msg_id, props, phone, serial = HEAD_2013.unpack_from(frame, 1)
+        if props & _PLAIN_PROPS == size - MIN_INNER - 2 and msg_id not in VENDOR_LOCATIONS:
+            if msg_id == LOCATION:  # most of the traffic
+                terminal_id = phone.hex()
+                message = decode_location(frame, 13, size - 2, terminal_id, ctx)
+                return Decoded([message], acknowledge(phone, serial, msg_id, ctx), terminal_id)
+            if msg_id == HEARTBEAT:
+                terminal_id = phone.hex()
+                reply = acknowledge(phone, serial, msg_id, ctx)
+                return Decoded([Message(_HEARTBEAT, terminal_id)], reply, terminal_id)
+            return decode_opened(Frame(msg_id, props, None, phone, serial, frame[13:-2], None, True), ctx)
     if frame[:1] == b"(":
         return decode_text(frame, ctx)
-    opened = open_frame(frame, ctx.lenient)
+    return decode_opened(open_frame(frame, ctx.lenient), ctx)
+
+
+def decode_opened(opened: Frame, ctx: DecodeContext) -> Decoded:
+    """Decode a frame already unescaped and checked: its messages and the reply."""
     msg_id = opened.msg_id
-    if msg_id == LOCATION and opened.packet is None:  # most of the traffic, without indirection
+    if msg_id == LOCATION and opened.packet is None:
         body = opened.body
         messages = [decode_location(body, 0, len(body), opened.terminal_id, ctx)]
     else:
