@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from store.migrations import m0001_positions, m0002_auth, m0003_registry, m0004_gateway, m0005_alerts
+from store.migrations import (
+    m0001_positions,
+    m0002_auth,
+    m0003_registry,
+    m0004_gateway,
+    m0005_alerts,
+    m0006_state_fillfactor,
+)
 
 MIGRATIONS: list[ModuleType] = [
     m0001_positions,
@@ -12,4 +19,5 @@ MIGRATIONS: list[ModuleType] = [
     m0003_registry,
     m0004_gateway,
     m0005_alerts,
+    m0006_state_fillfactor,
 ]

@@ -4,7 +4,7 @@
 re-sent fix is a no-op), the index every track query walks, and it contains the time
 column, as a TimescaleDB hypertable requires.  ``terminal_state`` holds one row per
 terminal: the last unflagged fix, when it was last heard, and its latest health values.
-Keep this module identical to ``store/migrations/m0001_positions.py``.
+Keep this module what ``store/migrations/m0001_positions.py`` and ``m0006`` build.
 """
 
 from __future__ import annotations
@@ -80,4 +80,5 @@ terminal_state = Table(
     Column("attributes_time", UtcDateTime),  # time of the newest message merged in
     Column("alarms", JsonType),  # alarms of the newest message that carried any
     Column("alarms_time", UtcDateTime),
+    postgresql_with={"fillfactor": 50},  # room for in-place (HOT) updates: migration 6
 )

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import create_engine, inspect, select
+from sqlalchemy import create_engine, inspect, select, text
 
 from store.db import Database, sqlalchemy_url
 from store.migrate import current_version, migrate
 from store.migrations import MIGRATIONS
 from store.schema import metadata
-from store.tables.positions import positions
+from store.tables.positions import positions, terminal_state
 
 HEAD = max(m.VERSION for m in MIGRATIONS)
 
@@ -73,5 +73,26 @@ def test_a_version_1_database_upgrades_in_place(db_url: str) -> None:
             {"power_v": 12.4},
         )
         assert migrate(database.engine) == []  # at head: nothing more to do
+        if database.is_postgres:
+            assert state_fillfactor(database) == ["fillfactor=50"]
+    finally:
+        database.dispose()
+
+
+def state_fillfactor(database: Database) -> list[str] | None:
+    with database.engine.connect() as conn:
+        options = conn.execute(text("SELECT reloptions FROM pg_class WHERE relname = 'terminal_state'"))
+        return options.scalar_one()
+
+
+def test_the_state_table_keeps_room_for_in_place_updates_on_postgresql(pg_url: str) -> None:
+    database = Database(pg_url)
+    try:
+        migrate(database.engine)
+        assert state_fillfactor(database) == ["fillfactor=50"]
+        with database.engine.begin() as conn:  # what the declared table would create
+            conn.execute(text("DROP TABLE terminal_state"))
+            terminal_state.create(conn)
+        assert state_fillfactor(database) == ["fillfactor=50"]
     finally:
         database.dispose()
