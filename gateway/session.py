@@ -104,7 +104,8 @@ class Session:
         self.remote = remote
         self.datagram = datagram
         split = spec.split_datagram if datagram and spec.split_datagram else spec.split
-        self.framer = StreamFramer(split, protocol_settings.max_frame)
+        whole_frame = spec.whole_frame if split is spec.split else None
+        self.framer = StreamFramer(split, protocol_settings.max_frame, whole_frame)
         self.default_tz = parse_tz(protocol_settings.tz)
         self.default_lenient = protocol_settings.lenient
         self.idle_timeout_s = protocol_settings.idle_timeout_s

@@ -7,7 +7,10 @@ Framer contract (pymodbus style): ``split(buffer) -> Split``.  The function look
 bytes buffered so far and returns how many it used and the whole frames found in them.
 ``consumed == 0`` means "need more bytes".  Bytes that cannot start a frame are consumed
 and reported in ``Split.garbage``.  ``StreamFramer`` owns the buffer, bounds it and
-forces a resync when a frame never completes.
+forces a resync when a frame never completes.  A protocol may also give a
+``whole_frame(buffer) -> bool`` test: True when the buffer is exactly one whole frame (as
+nearly every device write is), which the framer then passes on without calling ``split``;
+it must agree with ``split`` (whose result would be that one frame, all bytes consumed).
 
 Decoder contract: ``decode(frame, context) -> Decoded``.  Pure: no sockets, no database,
 no registry.  A frame it cannot read raises a ``ProtocolError`` subclass; the session
@@ -73,6 +76,7 @@ class Split:
 
 
 SplitFn = Callable[[bytes], Split]
+WholeFrameFn = Callable[[bytes], bool]
 
 
 class StreamFramer:
@@ -82,10 +86,13 @@ class StreamFramer:
     oldest byte is dropped as garbage so that ``split`` resyncs on the next start marker.
     """
 
-    __slots__ = ("_split", "_buffer", "max_buffer", "frames", "garbage_bytes", "overflows")
+    __slots__ = ("_split", "_whole_frame", "_buffer", "max_buffer", "frames", "garbage_bytes", "overflows")
 
-    def __init__(self, split: SplitFn, max_buffer: int = 4096) -> None:
+    def __init__(
+        self, split: SplitFn, max_buffer: int = 4096, whole_frame: WholeFrameFn | None = None
+    ) -> None:
         self._split = split
+        self._whole_frame = whole_frame
         self._buffer = b""
         self.max_buffer = max_buffer
         self.frames = 0
@@ -97,6 +104,11 @@ class StreamFramer:
         return len(self._buffer)
 
     def feed(self, data: bytes) -> list[bytes]:
+        if not self._buffer and data.__class__ is bytes:
+            whole_frame = self._whole_frame
+            if whole_frame is not None and whole_frame(data):  # the usual write, one frame
+                self.frames += 1
+                return [data]
         buffer = self._buffer + data if self._buffer else bytes(data)
         if not buffer:
             return []
@@ -178,9 +190,11 @@ class ProtocolSpec:
     split_datagram: SplitFn | None = None
     # The terminal's side, for simulators: DeviceCodec subclass of this protocol.
     device: type[DeviceCodec] | None = None
+    # True when a stream buffer is exactly one whole frame: see StreamFramer.
+    whole_frame: WholeFrameFn | None = None
 
     def framer(self, max_buffer: int | None = None) -> StreamFramer:
-        return StreamFramer(self.split, max_buffer or self.max_frame * 2)
+        return StreamFramer(self.split, max_buffer or self.max_frame * 2, self.whole_frame)
 
 
 def parse_tz(text: str) -> tzinfo:

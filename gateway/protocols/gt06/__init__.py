@@ -35,6 +35,7 @@ from gateway.protocols.gt06.frames import (
     encode_packet,
     open_packet,
     split,
+    whole_frame,
 )
 from gateway.protocols.gt06.messages import decode
 
@@ -59,6 +60,7 @@ __all__ = [
     "encode_packet",
     "open_packet",
     "split",
+    "whole_frame",
 ]
 
 SPEC = ProtocolSpec(
@@ -69,5 +71,6 @@ SPEC = ProtocolSpec(
     transports=frozenset({"tcp"}),
     default_tz="UTC",
     max_frame=MAX_FRAME,
+    whole_frame=whole_frame,
     device=Gt06Device,
 )

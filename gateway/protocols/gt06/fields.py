@@ -12,7 +12,7 @@ from gateway.protocols.base import (
     DecodeContext,
     MalformedFrame,
 )
-from gateway.protocols.binary import device_time
+from gateway.protocols.binary import DeviceClock, device_time
 
 _GPS_NO_TIME = struct.Struct(">BIIBH")
 _U16 = struct.Struct(">H")
@@ -70,14 +70,18 @@ def session_terminal_id(ctx: DecodeContext) -> str | None:
     return ctx.terminal_id or ctx.state.get("gt06.imei")
 
 
-_CLOCK = struct.Struct(">6B")
+_CLOCK = DeviceClock(bcd=False)
+_CLOCK_HOURS = _CLOCK.hours
+_CLOCK_MINUTES_SECONDS = _CLOCK.minutes_seconds
+_CLOCK_WORDS = struct.Struct(">IH")  # YYMMDDhh, mmss (see DeviceClock)
+_CLOCK_BYTES = struct.Struct(">6B")
 _IGNITION = Attr.IGNITION
 _POSITION = MessageType.POSITION
 _STATUS = MessageType.STATUS
 
 
 def gps_time(data: bytes, pos: int, tz: tzinfo) -> datetime | None:
-    year, month, day, hour, minute, second = _CLOCK.unpack_from(data, pos)
+    year, month, day, hour, minute, second = _CLOCK_BYTES.unpack_from(data, pos)
     if not (year or month or day):
         return None  # the device has no clock yet
     return device_time(2000 + year, month, day, hour, minute, second, tz)
@@ -87,10 +91,15 @@ def read_gps(data: bytes, pos: int, ctx: DecodeContext, kind: MessageType = Mess
     """The 18-byte GPS block at ``pos``: time, satellites, lat, lon, speed, course/status."""
     if len(data) < pos + 18:
         raise MalformedFrame("GPS block truncated")
-    year, month, day, hour, minute, second = _CLOCK.unpack_from(data, pos)
-    if year or month or day:
+    hour_key, minute_second = _CLOCK_WORDS.unpack_from(data, pos)
+    if hour_key & 0xFFFFFF00:  # year, month or day set
         tz = ctx.state.get("gt06.tz") or ctx.tz  # session_tz, inline: once per fix
-        time = device_time(2000 + year, month, day, hour, minute, second, tz)
+        hour = _CLOCK_HOURS.get(hour_key)
+        delta = _CLOCK_MINUTES_SECONDS.get(minute_second)
+        if hour is not None and delta is not None and hour[0] == tz:
+            time: datetime | None = hour[1] + delta
+        else:
+            time = _CLOCK.reading(hour_key, minute_second, tz)
     else:
         time = None  # the device has no clock yet
     return read_fix(data, pos + 6, ctx, kind, time)

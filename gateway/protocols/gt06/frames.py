@@ -53,7 +53,7 @@ FENCE_MULTI = 0xA4
 LBS_ALARM_4G = 0xA5
 
 _U16 = struct.Struct(">H")
-_SERIAL_CRC = struct.Struct(">HH")
+SERIAL_CRC = struct.Struct(">HH")
 
 # --------------------------------------------------------------------------- framing
 
@@ -84,10 +84,16 @@ def _frame_end(buffer: bytes, start: int) -> int:
     return 0 if size - start < SCAN_LIMIT else -1
 
 
+def whole_frame(buffer: bytes) -> bool:
+    """True when ``buffer`` is exactly one short frame whose length is right (the usual write)."""
+    size = len(buffer)
+    return size > 5 and buffer[0] == 0x78 == buffer[1] and buffer[2] + 5 == size and buffer.endswith(END)
+
+
 def split(buffer: bytes) -> Split:
     size = len(buffer)
-    if size > 5 and buffer[0] == 0x78 == buffer[1] and buffer[2] + 5 == size and buffer.endswith(END):
-        return Split(size, [buffer], 0)  # the usual write: exactly one short frame
+    if whole_frame(buffer):
+        return Split(size, [buffer], 0)  # the usual write
     frames: list[bytes] = []
     garbage = 0
     pos = 0
@@ -173,7 +179,7 @@ def open_packet(frame: bytes, lenient: bool) -> Packet:
     protocol = frame[header]
     if header + length + 2 == size and length >= 5:
         crc_end = size - 4
-        serial, expected = _SERIAL_CRC.unpack_from(frame, crc_end - 2)
+        serial, expected = SERIAL_CRC.unpack_from(frame, crc_end - 2)
         actual = crc_itu(frame[2:crc_end])
         checksum_ok = actual == expected
         if not checksum_ok and not lenient:

@@ -17,6 +17,7 @@ from gateway.protocols.base import (
     parse_tz,
 )
 from gateway.protocols.binary import BCD, device_time, digits_of
+from gateway.protocols.checksums import crc_itu
 from gateway.protocols.gt06.fields import (
     ALARM_CODES,
     COURSE_NORTH,
@@ -58,6 +59,7 @@ from gateway.protocols.gt06.frames import (
     LBS_ALARM_4G,
     LBS_STATUS,
     LOGIN,
+    SERIAL_CRC,
     STATUS,
     STRING,
     STRING_INFO,
@@ -495,7 +497,18 @@ _WIFI_TYPES = frozenset({WIFI, WIFI_2})
 
 
 def decode(frame: bytes, ctx: DecodeContext) -> Decoded:
-    packet = open_packet(frame, ctx.lenient)
+    size = len(frame)
+    # The usual frame: short form, its length where the frame ends, its CRC right; opened
+    # here without a call.  Anything else goes through ``open_packet``.
+    if size >= 10 and frame[2] + 5 == size and frame[0] == 0x78 == frame[1] and frame[size - 2 :] == END:
+        serial, expected = SERIAL_CRC.unpack_from(frame, size - 6)
+        if crc_itu(frame[2 : size - 4]) == expected:
+            return decode_packet(Packet(frame[3], frame[4 : size - 6], serial, True), ctx)
+    return decode_packet(open_packet(frame, ctx.lenient), ctx)
+
+
+def decode_packet(packet: Packet, ctx: DecodeContext) -> Decoded:
+    """Decode a packet already opened (and its CRC checked): its messages and the reply."""
     handler = HANDLERS.get(packet.protocol)
     if handler is None:
         raise UnsupportedMessage(f"protocol 0x{packet.protocol:02x}")

@@ -35,6 +35,7 @@ from gateway.protocols.jt808.frames import (
     open_frame,
     split,
     unescape,
+    whole_frame,
 )
 from gateway.protocols.jt808.location import ALARM_BITS, decode_location, encode_location
 from gateway.protocols.jt808.messages import MAX_PENDING, decode, decode_text
@@ -67,6 +68,7 @@ __all__ = [
     "escape",
     "open_frame",
     "split",
+    "whole_frame",
     "unescape",
 ]
 
@@ -78,5 +80,6 @@ SPEC = ProtocolSpec(
     transports=frozenset({"tcp", "udp"}),
     default_tz="+08:00",
     max_frame=MAX_FRAME,
+    whole_frame=whole_frame,
     device=Jt808Device,
 )

@@ -57,13 +57,18 @@ _SUBPACKAGE = struct.Struct(">HH")
 # --------------------------------------------------------------------------- framing
 
 
+def whole_frame(buffer: bytes) -> bool:
+    """True when ``buffer`` is exactly one 7E-delimited frame (the usual write)."""
+    return len(buffer) > MIN_INNER + 1 and buffer[0] == FLAG and buffer.find(b"\x7e", 1) == len(buffer) - 1
+
+
 def split(buffer: bytes) -> Split:
     """Cut 7E-delimited frames (and the vendor text frames ``(...)`` sent on the same port);
     bytes before a flag are garbage, as are two flags too close to hold a frame (the first
     closed a frame whose start was lost)."""
     size = len(buffer)
-    if size > MIN_INNER + 1 and buffer[0] == FLAG and buffer.find(b"\x7e", 1) == size - 1:
-        return Split(size, [buffer], 0)  # the usual write: exactly one frame
+    if whole_frame(buffer):
+        return Split(size, [buffer], 0)  # the usual write
     frames: list[bytes] = []
     garbage = 0
     pos = 0
