@@ -10,6 +10,7 @@ what was new.  Terminal states go through staging too, into one upsert.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from operator import itemgetter
 from typing import Any
 
@@ -116,18 +117,33 @@ def prepare_connection(conn: Connection[Any], info: dict[str, Any]) -> None:
 
 
 def copy_rows(
-    cur: Cursor[Any], table: str, columns: tuple[str, ...], types: tuple[str, ...], rows: list[Any]
+    cur: Cursor[Any],
+    table: str,
+    columns: tuple[str, ...],
+    types: tuple[str, ...],
+    rows: list[Any],
+    meanwhile: Callable[[], object] | None = None,
 ) -> None:
-    """Binary COPY of ``rows`` into ``table`` (``types``: PostgreSQL type names per column)."""
+    """Binary COPY of ``rows`` into ``table`` (``types``: PostgreSQL type names per column).
+
+    ``meanwhile`` runs after the last row is sent and before the end of the COPY is
+    awaited: client work done while the server is still inserting.
+    """
     with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types(list(types))
         write_row = copy.write_row
         for row in rows:
             write_row(row)
+        if meanwhile is not None:
+            meanwhile()
 
 
 def _insert_skipping_duplicates(
-    cur: Cursor[Any], table: str, staging: str, rows: list[tuple[Any, ...]]
+    cur: Cursor[Any],
+    table: str,
+    staging: str,
+    rows: list[tuple[Any, ...]],
+    meanwhile: Callable[[], object] | None = None,
 ) -> int:
     """Insert ``rows`` into ``table``, skipping those already there; return how many were new.
 
@@ -145,13 +161,13 @@ def _insert_skipping_duplicates(
     if len(set(map(key, rows))) == len(rows):
         cur.execute("SAVEPOINT bulk_copy")
         try:
-            copy_rows(cur, table, columns, types, rows)
+            copy_rows(cur, table, columns, types, rows, meanwhile)
         except psycopg.errors.UniqueViolation:
             cur.execute("ROLLBACK TO SAVEPOINT bulk_copy")
         else:
             cur.execute("RELEASE SAVEPOINT bulk_copy")
             return len(rows)
-    copy_rows(cur, staging, columns, types, rows)
+    copy_rows(cur, staging, columns, types, rows, meanwhile)
     names = ", ".join(columns)
     cur.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging} ON CONFLICT DO NOTHING")
     return max(cur.rowcount, 0)
@@ -215,16 +231,24 @@ def write_batch(conn: Connection[Any], batch: IngestBatch) -> WriteResult:
     """Write the batch in the connection's current transaction (the caller commits);
     ``prepare_connection`` must have run on this connection."""
     result = WriteResult()
+    states: list[tuple[Any, ...]] = []
+
+    def prepare_states() -> None:
+        if not states:
+            states.extend(state_rows(batch))
+
     with copy_cursor(conn) as cur:
         if batch.positions:
             rows = position_rows(batch.positions)
-            result.inserted = _insert_skipping_duplicates(cur, "positions", "_positions_staging", rows)
+            result.inserted = _insert_skipping_duplicates(
+                cur, "positions", "_positions_staging", rows, prepare_states
+            )
             result.duplicates = len(rows) - result.inserted
         if batch.events:
             result.events = _insert_skipping_duplicates(
-                cur, "events", "_events_staging", event_rows(batch.events)
+                cur, "events", "_events_staging", event_rows(batch.events), prepare_states
             )
-        states = state_rows(batch)
+        prepare_states()
         if states:
             copy_rows(cur, "_state_staging", STATE_COLUMNS, STATE_TYPES, states)
             cur.execute(_UPSERT_STATE)
