@@ -73,7 +73,10 @@ def session_terminal_id(ctx: DecodeContext) -> str | None:
 _CLOCK = DeviceClock(bcd=False)
 _CLOCK_HOURS = _CLOCK.hours
 _CLOCK_MINUTES_SECONDS = _CLOCK.minutes_seconds
-_CLOCK_WORDS = struct.Struct(">IH")  # YYMMDDhh, mmss (see DeviceClock)
+# the GPS block: clock as YYMMDDhh and mmss words (see DeviceClock), satellites, lat, lon,
+# speed, course/status; and the same followed by the usual cell (MCC, MNC, LAC, cell id)
+_GPS = struct.Struct(">IHBIIBH")
+GPS_AND_CELL = struct.Struct(">IHBIIBHHBHBH")
 _CLOCK_BYTES = struct.Struct(">6B")
 _IGNITION = Attr.IGNITION
 _POSITION = MessageType.POSITION
@@ -91,7 +94,26 @@ def read_gps(data: bytes, pos: int, ctx: DecodeContext, kind: MessageType = Mess
     """The 18-byte GPS block at ``pos``: time, satellites, lat, lon, speed, course/status."""
     if len(data) < pos + 18:
         raise MalformedFrame("GPS block truncated")
-    hour_key, minute_second = _CLOCK_WORDS.unpack_from(data, pos)
+    return fix_message(kind, ctx, *_GPS.unpack_from(data, pos))
+
+
+def read_fix(data: bytes, pos: int, ctx: DecodeContext, kind: MessageType) -> Message:
+    """The GPS block's fields after its clock (satellites to course/status), without a time."""
+    return fix_message(kind, ctx, 0, 0, *_GPS_NO_TIME.unpack_from(data, pos))
+
+
+def fix_message(
+    kind: MessageType,
+    ctx: DecodeContext,
+    hour_key: int,
+    minute_second: int,
+    info: int,
+    lat_raw: int,
+    lon_raw: int,
+    speed: int,
+    flags: int,
+) -> Message:
+    """The message of a GPS block's fields (its clock as ``DeviceClock`` words)."""
     if hour_key & 0xFFFFFF00:  # year, month or day set
         tz = ctx.state.get("gt06.tz") or ctx.tz  # session_tz, inline: once per fix
         hour = _CLOCK_HOURS.get(hour_key)
@@ -102,13 +124,6 @@ def read_gps(data: bytes, pos: int, ctx: DecodeContext, kind: MessageType = Mess
             time = _CLOCK.reading(hour_key, minute_second, tz)
     else:
         time = None  # the device has no clock yet
-    return read_fix(data, pos + 6, ctx, kind, time)
-
-
-def read_fix(
-    data: bytes, pos: int, ctx: DecodeContext, kind: MessageType, time: datetime | None = None
-) -> Message:
-    info, lat_raw, lon_raw, speed, flags = _GPS_NO_TIME.unpack_from(data, pos)
     valid = (flags & COURSE_VALID) != 0
     attrs: dict[str, Any] = {}
     if flags & COURSE_HAS_ACC:

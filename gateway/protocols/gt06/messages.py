@@ -23,6 +23,8 @@ from gateway.protocols.gt06.fields import (
     COURSE_NORTH,
     COURSE_VALID,
     COURSE_WEST,
+    GPS_AND_CELL,
+    fix_message,
     gps_time,
     iccid_digits,
     read_cell,
@@ -75,6 +77,7 @@ from gateway.protocols.gt06.frames import (
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _CELL_KEY = Attr.CELL
+_POSITION = MessageType.POSITION
 _INFO = MessageType.INFO
 
 # JC100 dashcam alarm types (0x95).
@@ -115,20 +118,30 @@ def _login(packet: Packet, ctx: DecodeContext) -> list[Message]:
 
 
 def _gps_lbs(packet: Packet, ctx: DecodeContext) -> list[Message]:
+    return [gps_lbs_message(packet.protocol, packet.content, ctx)]
+
+
+def gps_lbs_message(protocol: int, content: bytes, ctx: DecodeContext) -> Message:
     """GPS block, then (for most types) the serving cell and type-specific fields."""
-    content = packet.content
-    message = read_gps(content, 0, ctx)
-    protocol = packet.protocol
-    attrs = message.attributes
-    rest = len(content) - 18
-    if protocol in (GPS, GPS_PHONE) or rest < 8:
-        return [message]
-    if protocol == GPS_4G:
-        cell, pos = read_cell(content, 18, cid_size=8, lac_size=4)
-    elif protocol == GPS_LBS_6:
-        cell, pos = read_cell(content, 18, cid_size=4, mnc_size=2)
+    if len(content) >= 26 and protocol in _USUAL_CELL_TYPES:  # GPS and cell, in one unpack
+        hour_key, minute_second, info, lat_raw, lon_raw, speed, flags, mcc, mnc, lac, cid_high, cid_low = (
+            GPS_AND_CELL.unpack_from(content)
+        )
+        message = fix_message(_POSITION, ctx, hour_key, minute_second, info, lat_raw, lon_raw, speed, flags)
+        if mcc & 0x8000:  # a 2-byte MNC
+            cell, pos = read_cell(content, 18)
+        else:
+            cell = {"mcc": mcc, "mnc": mnc, "lac": lac, "cid": cid_high << 16 | cid_low}
+            pos = 26
     else:
-        cell, pos = read_cell(content, 18)
+        message = read_gps(content, 0, ctx)
+        if protocol in (GPS, GPS_PHONE) or len(content) < 26:
+            return message
+        if protocol == GPS_4G:
+            cell, pos = read_cell(content, 18, cid_size=8, lac_size=4)
+        else:  # GPS_LBS_6
+            cell, pos = read_cell(content, 18, cid_size=4, mnc_size=2)
+    attrs = message.attributes
     attrs[_CELL_KEY] = cell
     extra = len(content) - pos
     if extra in (3, 7) or (protocol in (GPS_LBS_2, GPS_4G) and extra >= 3):
@@ -144,7 +157,7 @@ def _gps_lbs(packet: Packet, ctx: DecodeContext) -> list[Message]:
         info = content[pos]
         attrs[Attr.IGNITION] = bool(info & 0x02)
         attrs[Attr.CHARGING] = bool(info & 0x04)
-    return [message]
+    return message
 
 
 def _gps_only(packet: Packet, ctx: DecodeContext) -> list[Message]:
@@ -496,6 +509,20 @@ _SERIAL = Attr.SERIAL
 _WIFI_TYPES = frozenset({WIFI, WIFI_2})
 
 
+# GPS packets whose cell is the usual one (3-byte cell id), read with their GPS block
+_USUAL_CELL_TYPES = frozenset(
+    protocol
+    for protocol, handler in HANDLERS.items()
+    if handler is _gps_lbs and protocol not in (GPS, GPS_PHONE, GPS_4G, GPS_LBS_6)
+)
+# GPS packets read by ``gps_lbs_message`` that the terminal expects no answer to
+_UNANSWERED_FIXES = frozenset(
+    protocol
+    for protocol, handler in HANDLERS.items()
+    if handler is _gps_lbs and protocol not in ECHOED | _WIFI_TYPES | {LOGIN, TIME_REQUEST}
+)
+
+
 def decode(frame: bytes, ctx: DecodeContext) -> Decoded:
     size = len(frame)
     # The usual frame: short form, its length where the frame ends, its CRC right; opened
@@ -503,7 +530,15 @@ def decode(frame: bytes, ctx: DecodeContext) -> Decoded:
     if size >= 10 and frame[2] + 5 == size and frame[0] == 0x78 == frame[1] and frame[size - 2 :] == END:
         serial, expected = SERIAL_CRC.unpack_from(frame, size - 6)
         if crc_itu(frame[2 : size - 4]) == expected:
-            return decode_packet(Packet(frame[3], frame[4 : size - 6], serial, True), ctx)
+            protocol = frame[3]
+            if protocol in _UNANSWERED_FIXES:  # most of the traffic, without a Packet
+                try:
+                    message = gps_lbs_message(protocol, frame[4 : size - 6], ctx)
+                except (IndexError, struct.error) as exc:
+                    raise MalformedFrame(f"protocol 0x{protocol:02x}: {exc}") from exc
+                message.attributes[_SERIAL] = serial
+                return Decoded([message], None, None)
+            return decode_packet(Packet(protocol, frame[4 : size - 6], serial, True), ctx)
     return decode_packet(open_packet(frame, ctx.lenient), ctx)
 
 
