@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from core.messages import Message
 from core.settings import GatewaySettings, ProtocolSettings
 from gateway import metrics
 from gateway.hexlog import HexLog
@@ -152,30 +151,38 @@ class Session:
                 self._replies.append(_Pending(self, None, token, True, self.device_id))
                 self.flush_replies()
             return
-        if len(frames) == 1:
-            self._inbox.append((frames[0], token, received_at))
-        else:
-            for index, frame in enumerate(frames):
-                self._inbox.append((frame, token if index == len(frames) - 1 else None, received_at))
         self._frames_in.count += len(frames)
+        if len(frames) == 1 and not self._resolving and not self._inbox:
+            self._frame(frames[0], token, received_at)  # the usual case: nothing queued ahead
+            return
+        last = len(frames) - 1
+        for index, frame in enumerate(frames):
+            self._inbox.append((frame, token if index == last else None, received_at))
         if not self._resolving:
             self._process()
 
     def _process(self) -> None:
         while self._inbox and not self.closed:
             frame, token, received_at = self._inbox.popleft()
-            decoded = self._decode(frame, received_at, token)
-            if decoded is None:
-                self._done_without_reply(token)
-                continue
-            device_id = self._identity(decoded)
-            if device_id is not None and not self._resolved_for(device_id):
-                cached = self.services.cache.cached(device_id)
-                if cached is None:
-                    self._await_resolution(device_id, frame, token, received_at, decoded)
-                    return
-                decoded = self._apply(cached, frame, received_at, decoded)
-            self._handle(frame, token, received_at, decoded, device_id)
+            if not self._frame(frame, token, received_at):
+                return
+
+    def _frame(self, frame: bytes, token: Any, received_at: datetime) -> bool:
+        """Decode and handle one frame; False when it waits for the registry (the frames
+        after it wait in the inbox)."""
+        decoded = self._decode(frame, received_at, token)
+        if decoded is None:
+            self._done_without_reply(token)
+            return True
+        device_id = self._identity(decoded)
+        if device_id is not None and not self._resolved_for(device_id):
+            cached = self.services.cache.cached(device_id)
+            if cached is None:
+                self._await_resolution(device_id, frame, token, received_at, decoded)
+                return False
+            decoded = self._apply(cached, frame, received_at, decoded)
+        self._handle(frame, token, received_at, decoded, device_id)
+        return True
 
     def _decode(self, frame: bytes, received_at: datetime, token: Any = None) -> Decoded | None:
         self.context.received_at = received_at
@@ -291,9 +298,7 @@ class Session:
         self, frame: bytes, token: Any, received_at: datetime, decoded: Decoded, device_id: str | None
     ) -> None:
         services = self.services
-        resolution = self.resolution if device_id is not None else None
-        hexlog_on = services.hexlog.enabled(device_id)
-        if hexlog_on:
+        if services.hexlog.enabled(device_id):
             services.hexlog.record(device_id or "?", self.protocol, self.transport, "in", frame)
         if device_id is None:
             if decoded.messages:
@@ -302,36 +307,35 @@ class Session:
                 return
             self._queue_reply(decoded.reply, token, durable=True, device_id=None)
             return
+        resolution = self.resolution
         assert resolution is not None
-        if resolution.outcome == "disabled" or (
-            resolution.outcome == "unknown" and services.settings.unknown_terminal == "refuse"
-        ):
-            self._refuse(resolution, token)
-            return
-        if resolution.outcome == "unknown":
+        if resolution.outcome != "accepted":
+            if resolution.outcome == "disabled" or services.settings.unknown_terminal == "refuse":
+                self._refuse(resolution, token)
+                return
             metrics.UNKNOWN_TERMINALS.labels(self.protocol, "quarantined").inc()
             services.quarantine(device_id, self.protocol, self.transport, self.remote, frame)
         device_id = resolution.stored_id
-        rows = self._rows(decoded.messages, device_id, received_at, frame)
-        wait = needs_durable_ack(decoded.messages)
-        pending = self._queue_reply(decoded.reply, token, durable=not wait, device_id=device_id, flush=False)
-        if rows is not None:
-            item = WorkItem(rows[0], rows[1], pending.mark_durable if wait else None)
-            services.writer.submit(item)
-            if services.writer.overloaded:
-                services.pressure()
-        self.flush_replies()
-
-    def _rows(self, messages: list[Message], device_id: str, received_at: datetime, frame: bytes) -> Any:
+        messages = decoded.messages
         if not messages:
-            return None
-        raw = frame if self.services.settings.store_raw_frames else None
+            self._queue_reply(decoded.reply, token, durable=True, device_id=device_id)
+            return
+        raw = frame if services.settings.store_raw_frames else None
         positions, events = to_rows(
-            messages, device_id, self.protocol, received_at, raw, self.services.plausibility
+            messages, device_id, self.protocol, received_at, raw, services.plausibility
         )
-        if not positions and not events:
-            return None
-        return positions, events
+        if needs_durable_ack(messages):
+            # Replies ahead of this one that were durable are sent already, so there is
+            # nothing to flush until the writer calls back.
+            pending = _Pending(self, decoded.reply, token, False, device_id)
+            self._replies.append(pending)
+            if services.writer.submit(WorkItem(positions, events, pending.mark_durable)):
+                services.pressure()
+            return
+        self._queue_reply(decoded.reply, token, durable=True, device_id=device_id, flush=False)
+        if (positions or events) and services.writer.submit(WorkItem(positions, events)):
+            services.pressure()
+        self.flush_replies()
 
     def _refuse(self, resolution: Resolution, token: Any) -> None:
         outcome = "disabled" if resolution.outcome == "disabled" else "refused"

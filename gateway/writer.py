@@ -20,7 +20,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from gateway import metrics
@@ -35,13 +34,21 @@ RETRY_MAX_S = 5.0
 DRAIN_RECORDS = 64
 
 
-@dataclass(slots=True)
 class WorkItem:
-    """One frame's rows and whoever waits for them to be durable."""
+    """One frame's rows and whoever waits for them to be durable (a plain class: one is
+    made per frame, and a dataclass with default factories costs twice as much)."""
 
-    positions: list[PositionRow] = field(default_factory=list)
-    events: list[EventRow] = field(default_factory=list)
-    on_durable: Callable[[], None] | None = None
+    __slots__ = ("positions", "events", "on_durable")
+
+    def __init__(
+        self,
+        positions: list[PositionRow] | None = None,
+        events: list[EventRow] | None = None,
+        on_durable: Callable[[], None] | None = None,
+    ) -> None:
+        self.positions = positions if positions is not None else []
+        self.events = events if events is not None else []
+        self.on_durable = on_durable
 
     @property
     def rows(self) -> int:
@@ -93,14 +100,17 @@ class BatchWriter:
         self._thread = threading.Thread(target=self._run, name="gateway-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, item: WorkItem) -> None:
+    def submit(self, item: WorkItem) -> bool:
+        """Queue the item; True when reading should pause (``overloaded``)."""
         # deque.append is atomic; the lock is only needed to wake an idle writer.  A writer
         # that is busy (or about to be) looks at the queue under the lock after it clears
         # ``_busy``, so an item appended before we read ``_busy`` is never missed.
-        self._queue.append(item)
+        queue = self._queue
+        queue.append(item)
         if not self._busy:
             with self._condition:
                 self._condition.notify()
+        return len(queue) >= self.queue_max_frames or self.spool_full
 
     @property
     def queued(self) -> int:
@@ -164,10 +174,11 @@ class BatchWriter:
         items: list[WorkItem] = []
         rows = 0
         with self._condition:
-            while self._queue and rows < self.batch_max_rows:
-                item = self._queue.popleft()
+            queue, most = self._queue, self.batch_max_rows
+            while queue and rows < most:
+                item = queue.popleft()
                 items.append(item)
-                rows += item.rows
+                rows += len(item.positions) + len(item.events)
         metrics.QUEUE_FRAMES.set(len(self._queue))
         return items
 
