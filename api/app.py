@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 
 from alerts import router as alerts_router
 from api import dashboard, health, metrics, positions, tokens
+from api.deps import RecentTokens
 from core.settings import Settings
 from fleet import router as fleet_router
 from gateway import router as gateway_router
@@ -60,6 +61,7 @@ def create_app(
     app.state.settings = settings
     app.state.database = database
     app.state.health_checks = []
+    app.state.recent_tokens = RecentTokens()
     app.state.services = {}
     app.add_middleware(metrics.MetricsMiddleware)
     app.add_exception_handler(RequestValidationError, _validation_error)

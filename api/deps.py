@@ -17,6 +17,9 @@ Lists filter with ``principal.customer_scope`` (None: every customer).
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -24,8 +27,9 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import Counter
+from sqlalchemy.exc import OperationalError
 
-from api.auth import ALL_ROLES, STAFF_ROLES, Role, verify_token
+from api.auth import ALL_ROLES, STAFF_ROLES, Role, hash_token, verify_token
 from core.settings import Settings
 from store.db import Database
 
@@ -72,6 +76,42 @@ class Principal:
         return not self.is_customer or (customer_id is not None and customer_id == self.customer_id)
 
 
+class RecentTokens:
+    """Tokens this process verified lately, so that while the database is unreachable
+    their callers still get answers that need no database (``/health`` turning red with
+    its details, ``/metrics``, the gateway's hex-log switch) instead of a bare 503.
+
+    Bounded (least recently used out first); an entry older than ``keep_s`` is not used.
+    A token revoked in the ``keep_s`` before an outage may be honoured during it, for
+    those database-free answers only: everything else fails without its database.
+    """
+
+    def __init__(self, size: int = 1024, keep_s: float = 900.0) -> None:
+        self.size = size
+        self.keep_s = keep_s
+        self._entries: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def remember(self, token: str, principal: Principal) -> None:
+        with self._lock:
+            self._entries[hash_token(token)] = (time.monotonic(), principal)
+            self._entries.move_to_end(hash_token(token))
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def recall(self, token: str) -> Principal | None:
+        with self._lock:
+            entry = self._entries.get(hash_token(token))
+        if entry is None or time.monotonic() - entry[0] > self.keep_s:
+            return None
+        return entry[1]
+
+    def forget(self, token_id: int) -> None:
+        with self._lock:
+            for key in [k for k, (_, p) in self._entries.items() if p.token_id == token_id]:
+                del self._entries[key]
+
+
 def get_database(request: Request) -> Database:
     database: Database = request.app.state.database
     return database
@@ -103,11 +143,22 @@ async def current_principal(
         AUTH_FAILURES.labels("missing").inc()
         raise _unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
     database = get_database(request)
-    info = await run_in_threadpool(verify_token, database.engine, credentials.credentials)
+    token = credentials.credentials
+    recent: RecentTokens | None = getattr(request.app.state, "recent_tokens", None)
+    try:
+        info = await run_in_threadpool(verify_token, database.engine, token)
+    except OperationalError:  # the database is unreachable: a 503, unless seen lately
+        remembered = recent.recall(token) if recent is not None else None
+        if remembered is None:
+            raise
+        request.state.principal = remembered
+        return remembered
     if info is None:
         AUTH_FAILURES.labels("invalid").inc()
         raise _unauthorized("invalid or revoked token", "invalid_token")
     principal = Principal(token_id=info.id, role=info.role, customer_id=info.customer_id, name=info.name)
+    if recent is not None:
+        recent.remember(token, principal)
     request.state.principal = principal
     return principal
 

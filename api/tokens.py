@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
@@ -105,12 +105,16 @@ async def read(
 
 @router.delete("/tokens/{token_id}", summary="Revoke a token (at once, for every process)")
 async def revoke(
-    token_id: int, _principal: Principal = Depends(_admin), database: Database = Depends(get_database)
+    token_id: int,
+    request: Request,
+    _principal: Principal = Depends(_admin),
+    database: Database = Depends(get_database),
 ) -> TokenOut:
     try:
         info = await run_in_threadpool(revoke_token, database.engine, token_id)
     except TokenError as exc:
         raise not_found("token", token_id) from exc
+    request.app.state.recent_tokens.forget(token_id)
     return TokenOut.of(info)
 
 

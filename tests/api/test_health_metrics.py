@@ -58,14 +58,26 @@ def test_health_is_503_when_postgresql_goes_away(pg_url: str, pg_admin_url: str)
     try:
         with api_client(database) as client:
             headers = bearer(database, "noc")
+            bearer_of_admin = bearer(database, "admin")
             assert client.get("/health", headers=headers).status_code == 200
+            assert client.get("/api/v1/tokens", headers=bearer_of_admin).status_code == 200
             name = pg_url.rsplit("/", 1)[1]
             with psycopg.connect(pg_admin_url, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            # a token this process verified lately still gets the red report, with details
             response = client.get("/health", headers=headers)
+            assert response.status_code == 503
+            body = response.json()
+            assert body["status"] == "fail"
+            assert body["checks"]["database"]["ok"] is False
+            assert name in body["checks"]["database"]["detail"]
+            # a token never seen cannot be checked now: a plain 503, not a 401
+            response = client.get("/health", headers={"Authorization": "Bearer gpf_never-seen-before"})
             assert response.status_code == 503
             assert response.json() == {"detail": "database unavailable, try again shortly"}
             assert response.headers["Retry-After"] == "5"
+            assert client.get("/api/v1/me", headers=headers).json()["role"] == "noc"
+            assert client.get("/api/v1/tokens", headers=bearer_of_admin).status_code == 503
     finally:
         database.dispose()
 
@@ -83,3 +95,17 @@ def test_metrics_count_requests_by_route_and_status(client: TestClient, database
     assert 'gpsfleet_api_request_seconds_bucket{le="0.005",method="GET",route="/health"}' in text
     assert 'gpsfleet_api_auth_failures_total{reason="missing"}' in text
     assert "process_cpu_seconds_total" in text  # the default registry's collectors
+
+
+def test_recent_tokens_are_bounded_expire_and_are_forgotten_on_revocation() -> None:
+    from api.deps import Principal, RecentTokens
+
+    recent = RecentTokens(size=2)
+    for n in range(3):
+        recent.remember(f"gpf_{n}", Principal(token_id=n, role="noc", customer_id=None, name=str(n)))
+    assert recent.recall("gpf_0") is None  # the least recently used went first
+    assert [recent.recall(f"gpf_{n}").token_id for n in (1, 2)] == [1, 2]  # type: ignore[union-attr]
+    recent.forget(2)
+    assert recent.recall("gpf_2") is None
+    recent.keep_s = 0.0
+    assert recent.recall("gpf_1") is None
