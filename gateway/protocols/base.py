@@ -104,11 +104,10 @@ class StreamFramer:
         return len(self._buffer)
 
     def feed(self, data: bytes) -> list[bytes]:
-        if not self._buffer and data.__class__ is bytes:
-            whole_frame = self._whole_frame
-            if whole_frame is not None and whole_frame(data):  # the usual write, one frame
-                self.frames += 1
-                return [data]
+        whole_frame = self._whole_frame
+        if whole_frame is not None and not self._buffer and data.__class__ is bytes and whole_frame(data):
+            self.frames += 1  # the usual write: one whole frame
+            return [data]
         buffer = self._buffer + data if self._buffer else bytes(data)
         if not buffer:
             return []
