@@ -55,6 +55,7 @@ from gateway.protocols.jt808.frames import (
     encode_frame,
     escape,
     open_frame,
+    unescape,
 )
 from gateway.protocols.jt808.location import (
     decode_location,
@@ -344,22 +345,28 @@ _HEARTBEAT = MessageType.HEARTBEAT
 
 
 def decode(frame: bytes, ctx: DecodeContext) -> Decoded:
-    size = len(frame)
-    # The usual frame: nothing escaped, a right check code (the two flags cancel in the
-    # XOR, so the frame is checked in place), a 2013 header without sub-package and a body
-    # of the announced length.  Read in place; anything else goes through ``open_frame``.
-    if size >= MIN_INNER + 2 and frame[0] == FLAG == frame[-1] and 0x7D not in frame and not xor8(frame):
-        msg_id, props, phone, serial = HEAD_2013.unpack_from(frame, 1)
-        if props & _PLAIN_PROPS == size - MIN_INNER - 2 and msg_id not in VENDOR_LOCATIONS:
-            if msg_id == LOCATION:  # most of the traffic
-                terminal_id = phone.hex()
-                message = decode_location(frame, 13, size - 2, terminal_id, ctx)
-                return Decoded([message], acknowledge(phone, serial, msg_id, ctx), terminal_id)
-            if msg_id == HEARTBEAT:
-                terminal_id = phone.hex()
-                reply = acknowledge(phone, serial, msg_id, ctx)
-                return Decoded([Message(_HEARTBEAT, terminal_id)], reply, terminal_id)
-            return decode_opened(Frame(msg_id, props, None, phone, serial, frame[13:-2], None, True), ctx)
+    # The usual frame: a right check code (the two flags cancel in the XOR, so the frame is
+    # checked as it is), a 2013 header without sub-package and a body of the announced
+    # length.  Read in place (unescaped first if it must be); anything else goes through
+    # ``open_frame``.
+    data = frame
+    if len(data) >= MIN_INNER + 2 and data[0] == FLAG == data[-1]:
+        if 0x7D in data:
+            data = _FLAG + unescape(data[1:-1]) + _FLAG
+        size = len(data)
+        if size >= MIN_INNER + 2 and not xor8(data):
+            msg_id, props, phone, serial = HEAD_2013.unpack_from(data, 1)
+            if props & _PLAIN_PROPS == size - MIN_INNER - 2 and msg_id not in VENDOR_LOCATIONS:
+                if msg_id == LOCATION:  # most of the traffic
+                    terminal_id = phone.hex()
+                    message = decode_location(data, 13, size - 2, terminal_id, ctx)
+                    return Decoded([message], acknowledge(phone, serial, msg_id, ctx), terminal_id)
+                if msg_id == HEARTBEAT:
+                    terminal_id = phone.hex()
+                    reply = acknowledge(phone, serial, msg_id, ctx)
+                    return Decoded([Message(_HEARTBEAT, terminal_id)], reply, terminal_id)
+                opened = Frame(msg_id, props, None, phone, serial, data[13:-2], None, True)
+                return decode_opened(opened, ctx)
     if frame[:1] == b"(":
         return decode_text(frame, ctx)
     return decode_opened(open_frame(frame, ctx.lenient), ctx)
