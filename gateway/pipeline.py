@@ -200,7 +200,8 @@ class Plausibility:
             return 0
         if fix_time < last.time:
             return Flag.STALE
-        if self._implausible(last.time, last.lat, last.lon, fix_time, lat, lon):
+        near = -NEAR_DEGREES < lat - last.lat < NEAR_DEGREES and -NEAR_DEGREES < lon - last.lon < NEAR_DEGREES
+        if not near and self._implausible(last.time, last.lat, last.lon, fix_time, lat, lon):
             suspect = last.suspect
             if suspect is not None and not self._implausible(*suspect, fix_time, lat, lon):
                 self._anchor(terminal_id, fix_time, lat, lon)

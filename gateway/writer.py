@@ -93,6 +93,11 @@ class BatchWriter:
         self._retry_at = 0.0
         self._backoff = RETRY_MIN_S
         self.committed_batches = 0
+        # Label children bound once, not looked up (under the metric's lock) per batch.
+        self._seconds = {target: metrics.BATCH_SECONDS.labels(target) for target in ("database", "spool")}
+        self._stored = {
+            target: metrics.ROWS_STORED.labels(target) for target in ("database", "spool", "drained")
+        }
 
     # ------------------------------------------------------------------ loop side
 
@@ -204,8 +209,8 @@ class BatchWriter:
                 else:
                     time.sleep(min(0.5, max(0.01, self._retry_at - time.monotonic())))
                 continue
-            metrics.BATCH_SECONDS.labels("spool").observe(time.perf_counter() - started)
-            metrics.ROWS_STORED.labels("spool").inc(len(batch))
+            self._seconds["spool"].observe(time.perf_counter() - started)
+            self._stored["spool"].inc(len(batch))
             return False
 
     def _try_write(self, batch: IngestBatch) -> bool:
@@ -218,9 +223,9 @@ class BatchWriter:
             self._failed(exc)
             return False
         self._succeeded()
-        metrics.BATCH_SECONDS.labels("database").observe(time.perf_counter() - started)
+        self._seconds["database"].observe(time.perf_counter() - started)
         metrics.BATCH_ROWS.observe(len(batch))
-        metrics.ROWS_STORED.labels("database").inc(len(batch))
+        self._stored["database"].inc(len(batch))
         if result.duplicates:
             metrics.DUPLICATES.inc(result.duplicates)
         self.committed_batches += 1
@@ -262,7 +267,7 @@ class BatchWriter:
             )
             if not written:
                 return
-            metrics.ROWS_STORED.labels("drained").inc(len(merged))
+            self._stored["drained"].inc(len(merged))
             self.spool.consume(records)
             if self.spool_full and (self.spool.empty or self.spool.size_bytes <= self.spool.max_bytes // 2):
                 self.spool_full = False
