@@ -259,7 +259,7 @@ def decode_location(
                 reader(body[pos - length : pos], attrs, alarms)
             elif length:
                 attrs[_RAW_ITEM_KEYS[item_id]] = body[pos - length : pos].hex()
-    valid = bool(status & STATUS_VALID)
+    valid = (status & STATUS_VALID) != 0
     lat: float | None = lat_raw / 1e6
     lon: float | None = lon_raw / 1e6
     if not valid and not lat_raw and not lon_raw:

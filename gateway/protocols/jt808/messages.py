@@ -341,6 +341,7 @@ def decode_text(frame: bytes, ctx: DecodeContext) -> Decoded:
 
 
 _PLAIN_PROPS = PROPS_VERSION | PROPS_SUBPACKAGE | PROPS_LENGTH
+_MIN_FRAME = MIN_INNER + 2  # with its two flags
 _HEARTBEAT = MessageType.HEARTBEAT
 
 
@@ -350,13 +351,13 @@ def decode(frame: bytes, ctx: DecodeContext) -> Decoded:
     # length.  Read in place (unescaped first if it must be); anything else goes through
     # ``open_frame``.
     data = frame
-    if len(data) >= MIN_INNER + 2 and data[0] == FLAG == data[-1]:
+    if len(data) >= _MIN_FRAME and data[0] == FLAG == data[-1]:
         if 0x7D in data:
             data = _FLAG + unescape(data[1:-1]) + _FLAG
         size = len(data)
-        if size >= MIN_INNER + 2 and not xor8(data):
+        if size >= _MIN_FRAME and not xor8(data):
             msg_id, props, phone, serial = HEAD_2013.unpack_from(data, 1)
-            if props & _PLAIN_PROPS == size - MIN_INNER - 2 and msg_id not in VENDOR_LOCATIONS:
+            if props & _PLAIN_PROPS == size - _MIN_FRAME and msg_id not in VENDOR_LOCATIONS:
                 if msg_id == LOCATION:  # most of the traffic
                     terminal_id = phone.hex()
                     message = decode_location(data, 13, size - 2, terminal_id, ctx)
