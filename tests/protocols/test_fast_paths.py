@@ -212,6 +212,11 @@ def test_gt06_gps_and_cell_in_one_unpack_equal_the_general_readers(protocol, gps
         assert getattr(message, field) == getattr(expected, field)
 
 
+@given(protocol=st.integers(0, 0xFF), serial=st.one_of(st.none(), st.integers(0, 0xFFFF)))
+def test_gt06_echo_equals_the_encoded_packet(protocol, serial):
+    assert gt06.frames.reply(protocol, serial) == gt06.encode_packet(protocol, b"", serial or 0)
+
+
 # --------------------------------------------------------------------------- framers
 
 

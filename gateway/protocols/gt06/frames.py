@@ -192,5 +192,12 @@ def open_packet(frame: bytes, lenient: bool) -> Packet:
     return Packet(protocol, frame[header + 1 : -2 if frame[-2:] == END else size], None, False)
 
 
+_ECHO_COVERED = struct.Struct(">BBH")  # length, protocol, serial
+_ECHO = struct.Struct(">2sBBHH2s")  # the whole echo frame
+
+
 def reply(protocol: int, serial: int | None, content: bytes = b"") -> bytes:
-    return encode_packet(protocol, content, serial or 0)
+    if content:
+        return encode_packet(protocol, content, serial or 0)
+    serial = (serial or 0) & 0xFFFF  # an echo, the usual reply: packed in one go
+    return _ECHO.pack(SHORT, 5, protocol, serial, crc_itu(_ECHO_COVERED.pack(5, protocol, serial)), END)
