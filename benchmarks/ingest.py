@@ -432,10 +432,13 @@ async def _drive(
     loop = asyncio.get_running_loop()
     readiness = [await loop.run_in_executor(None, _from_children, ready, processes) for _ in processes]
     batches_before = _batch_figures()
+    writer_clock = _writer_clock(gateway)
+    writer_before = time.clock_gettime(writer_clock) if writer_clock is not None else 0.0
     cpu_before = time.process_time()
     go.set()
     reports = [await loop.run_in_executor(None, _from_children, results, processes) for _ in processes]
     cpu_s = time.process_time() - cpu_before
+    writer_cpu_s = time.clock_gettime(writer_clock) - writer_before if writer_clock is not None else None
     batches = {key: value - batches_before[key] for key, value in _batch_figures().items()}
     for process in processes:
         await loop.run_in_executor(None, process.join, 10)
@@ -467,6 +470,10 @@ async def _drive(
         "idle_connections": len(idle_ids),
         "idle_held": sum(report["idle_held"] for report in reports),
         "gateway_cpu_s": round(cpu_s, 2) if gateway is not None else None,
+        "gateway_cpu_us_per_position": round(cpu_s * 1e6 / acked, 1)
+        if gateway is not None and acked
+        else None,
+        "writer_thread_cpu_s": round(writer_cpu_s, 2) if writer_cpu_s is not None else None,
         "load_processes": count,
         "frames_built_late": sum(report["frames_built_late"] for report in reports),
         "batches": int(batches["count"]),
@@ -490,6 +497,14 @@ def _from_children(queue: Any, processes: list[Any]) -> Any:
             dead = [p for p in processes if p.exitcode not in (None, 0)]
             if dead:
                 raise RuntimeError(f"a load process exited with status {dead[0].exitcode}") from None
+
+
+def _writer_clock(gateway: Any) -> int | None:
+    """The CPU clock of the gateway's writer thread (its share of ``gateway_cpu_s``)."""
+    thread = getattr(getattr(gateway, "writer", None), "_thread", None)
+    if thread is None or thread.ident is None or not hasattr(time, "pthread_getcpuclockid"):
+        return None
+    return time.pthread_getcpuclockid(thread.ident)
 
 
 def _batch_figures() -> dict[str, float]:
