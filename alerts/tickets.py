@@ -16,6 +16,7 @@ from sqlalchemy import desc, insert, select, text, update
 from sqlalchemy.engine import Connection
 
 from alerts.sql import insert_unless_open
+from alerts.symptoms import describe_fault
 from core.settings import Settings, TicketSettings
 from store.tables.alerts import OPEN_TICKET, ticket_history, tickets
 
@@ -200,11 +201,6 @@ def open_for_alert(
         return _attach(conn, existing, alert_id, at) if existing else None
     _record(conn, new_id, at, SYSTEM, "created", None, OPEN, f"alert {alert_id}: {fault}")
     return TicketOutcome(new_id, "created")
-
-
-def describe_fault(fault: str, evidence: dict[str, Any]) -> str:
-    details = ", ".join(f"{k}={v}" for k, v in evidence.items() if k not in ("last_frames", "alert_id"))
-    return fault.replace("_", " ") + (f" ({details})" if details else "")
 
 
 def _open_ticket(conn: Connection, terminal_id: str, fault: str) -> dict[str, Any] | None:

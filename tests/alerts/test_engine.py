@@ -132,6 +132,8 @@ def test_silence_raises_offline_with_a_ticket_and_a_report_clears_it(setup) -> N
     engine.tick(t0 + timedelta(seconds=4))  # threshold 3 s
     [ticket] = _tickets(engine)
     assert ticket["fault"] == "offline" and ticket["priority"] == "high"
+    heard = t0.strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert ticket["symptoms"].startswith(f"offline: last heard from {heard}, silent for 4 s; first seen ")
     with engine.database.engine.connect() as conn:
         h = get_health(conn, fleet.in_warranty)
     assert h is not None and h.connectivity == "offline" and h.connectivity_since == t0 + timedelta(seconds=4)
