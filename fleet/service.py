@@ -1022,16 +1022,15 @@ TABLES: dict[str, Table] = {
 def delete_record(conn: Connection, kind: str, record_id: int) -> None:
     """Delete a record nothing refers to; otherwise 409 telling to retire it instead."""
     table = TABLES[kind]
-    label = kind.replace("_", " ")
-    _one(conn, table, label, "id", record_id)
+    record = _one(conn, table, kind.replace("_", " "), "id", record_id)
     for ref_table, column, name in _REFERENCES[kind]:
         count = conn.execute(
             select(func.count()).select_from(ref_table).where(ref_table.c[column] == record_id)
         ).scalar_one()
         if count:
             raise Conflict(
-                f"{label} {record_id} cannot be deleted: {count} {name} refer to it and history needs "
-                f"them; retire it instead",
+                f"{_record_name(kind, record)} cannot be deleted: {count} {name} refer to it and history "
+                f"needs them; retire it instead",
             )
     if kind == "terminal_model":
         conn.execute(terminal_model_parts.delete().where(terminal_model_parts.c.model_id == record_id))
@@ -1045,11 +1044,22 @@ def retire_record(conn: Connection, kind: str, record_id: int, *, at: datetime |
     record = _one(conn, table, label, "id", record_id)
     active = _active_binding(conn, kind, record_id)
     if active:
-        raise Conflict(f"{label} {record_id} cannot be retired while {active}")
+        raise Conflict(f"{_record_name(kind, record)} cannot be retired while {active}")
     values: Record = {"retired_at": record["retired_at"] or (at or utcnow()), "updated_at": utcnow()}
     if kind == "terminal":
         values["enabled"] = False
     return _update(conn, table, record_id, values, label)
+
+
+def _record_name(kind: str, record: Record) -> str:
+    """A record as the clerk knows it: a terminal by its device id, a SIM by its ICCID, the
+    others by id with their plate or name (never a bare internal id for a terminal or SIM)."""
+    if kind == "terminal":
+        return f"terminal {record['device_id']}"
+    if kind == "sim":
+        return f"SIM {record['iccid']}"
+    name = record.get("plate") or record.get("name")
+    return f"{kind.replace('_', ' ')} {record['id']}" + (f" ({name})" if name else "")
 
 
 def _active_binding(conn: Connection, kind: str, record_id: int) -> str | None:

@@ -179,9 +179,14 @@ def test_delete_needs_no_history_else_retire(
     clerk = bearer(sqlite_database, "clerk")
     refused = client.delete(f"/api/v1/terminals/{registry.imeis[0]}", headers=clerk)
     assert refused.status_code == 409 and "retire it instead" in refused.json()["detail"]
-    assert (
-        client.post(f"/api/v1/terminals/{registry.imeis[0]}/retire", headers=clerk).status_code == 409
-    )  # installed
+    # Named by the device id the clerk typed, not by the registry's internal row id.
+    assert refused.json()["detail"].startswith(f"terminal {registry.imeis[0]} cannot be deleted: ")
+    installed = client.post(f"/api/v1/terminals/{registry.imeis[0]}/retire", headers=clerk)
+    assert installed.status_code == 409 and installed.json()["detail"] == (
+        f"terminal {registry.imeis[0]} cannot be retired while it is installed; uninstall or swap it first"
+    )
+    sim = client.post(f"/api/v1/sims/{registry.iccids[0]}/retire", headers=clerk)
+    assert sim.status_code == 409 and sim.json()["detail"].startswith(f"SIM {registry.iccids[0]} cannot")
     assert client.delete(f"/api/v1/terminals/{registry.imeis[3]}", headers=clerk).status_code == 204
     assert client.get(f"/api/v1/terminals/{registry.imeis[3]}", headers=clerk).status_code == 404
     sim = client.post("/api/v1/sims", json={"iccid": iccid_for(99)}, headers=clerk)
