@@ -91,12 +91,9 @@ def quote(
         if work == "installation":
             amount, reason = ZERO, "installation is free, parts included"
         elif cover.in_warranty:
-            amount, reason = ZERO, f"in warranty: repair is free ({cover.reason})"
+            amount, reason = ZERO, f"free; {cover.reason}"
         else:
-            amount, reason = (
-                unit * request.quantity,
-                f"out of warranty: part at catalogue price ({cover.reason})",
-            )
+            amount, reason = unit * request.quantity, f"charged at catalogue price; {cover.reason}"
         lines.append(QuoteLine("part", part.name, request.quantity, unit, amount, reason, part.part_number))
     if work == "installation":
         lines.append(QuoteLine("installation", "installation", 1, ZERO, ZERO, "installation is free"))

@@ -27,6 +27,7 @@ def test_in_warranty_repair_is_free_with_a_reason_per_line(sqlite_database: Data
     parts = [line for line in result.lines if line.kind == "part"]
     assert [line.unit_price for line in parts] == [Decimal("35.50"), Decimal("80.00")]
     assert all(line.amount == 0 and "in warranty" in line.reason for line in parts)
+    assert parts[0].reason == "free; in warranty until 2026-02-28: 12 months from installation on 2025-03-01"
     labour = [line for line in result.lines if line.kind == "labour"]
     assert len(labour) == 1 and labour[0].amount == 0 and "never" in labour[0].reason
 
@@ -39,6 +40,9 @@ def test_out_of_warranty_charges_parts_at_catalogue_price_never_labour(sqlite_da
     assert not result.coverage.in_warranty
     assert result.total == Decimal("151.00")  # 2 × 35.50 + 80.00
     assert all("out of warranty" in line.reason for line in result.lines if line.kind == "part")
+    # The coverage is said once, not "out of warranty: ... (out of warranty: ...)".
+    assert result.lines[0].reason == f"charged at catalogue price; {result.coverage.reason}"
+    assert result.lines[0].reason.count("warranty") == 1
     assert sum(line.amount for line in result.lines if line.kind == "labour") == 0
 
 
