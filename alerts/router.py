@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from pydantic import BaseModel, Field
 from sqlalchemy import Text, cast, func, select
 from sqlalchemy.engine import Connection
@@ -210,13 +211,31 @@ def acknowledge_alert(
 
 # --------------------------------------------------------------------------- tickets
 
+_TICKET_KEY = re.compile(r"(?:RSO-?)?0*(\d{1,12})", re.IGNORECASE)
 
-@router.get("/tickets", summary="Repair tickets, newest first; filter by state, fault, customer, terminal")
+
+def ticket_key(
+    ticket_id: str = Path(description="the ticket's id (10) or its number as printed (RSO-000010)"),
+) -> int:
+    """The ticket id in a path: the bare id or the number a customer reads out on the phone."""
+    match = _TICKET_KEY.fullmatch(ticket_id.strip())
+    if match is None:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=f"a ticket is its id (10) or its number (RSO-000010), got {ticket_id!r}",
+        )
+    return int(match.group(1))
+
+
+@router.get(
+    "/tickets", summary="Repair tickets, newest first; filter by state, fault, customer, terminal, plate"
+)
 def list_tickets(
     state: str | None = Query(None, description="a state, or 'open' for every state before resolved"),
     fault: str | None = None,
     customer_id: int | None = None,
     terminal_id: str | None = None,
+    plate: str | None = Query(None, description="the vehicle's plate; spaces, dashes and case ignored"),
     priority: str | None = None,
     source: str | None = Query(None, pattern="^(auto|manual)$"),
     to_verify: bool | None = Query(None, description="only tickets whose fault cleared before dispatch"),
@@ -231,9 +250,13 @@ def list_tickets(
     elif state:
         if state not in ticket_store.STATES:
             raise HTTPException(
-                422, detail=f"unknown state {state!r}; states: open, {', '.join(ticket_store.STATES)}"
+                422,
+                detail=f"unknown state {state!r}; states: {', '.join(ticket_store.STATES)} "
+                "('open' lists every state before resolved)",
             )
         query = query.where(tickets.c.state == state)
+    if plate:
+        query = query.where(tickets.c.vehicle_plate == _plate(plate))
     for column, value in (
         ("fault", fault),
         ("terminal_id", terminal_id),
@@ -253,6 +276,16 @@ def list_tickets(
         query = query.where(tickets.c.customer_id == scope)
     now = datetime.now(UTC)
     return _page(database, query, tickets.c.id, limit, offset, lambda row: ticket_store.public(row, now))
+
+
+def _plate(value: str) -> str:
+    from fleet.errors import Invalid
+    from fleet.validation import plate
+
+    try:
+        return plate(value)
+    except Invalid as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=exc.message) from exc
 
 
 @router.post("/tickets", status_code=201, summary="Open a repair ticket by hand (a customer's call)")
@@ -286,7 +319,9 @@ def open_ticket(
 
 @router.get("/tickets/{ticket_id}", summary="One ticket with its history")
 def read_ticket(
-    ticket_id: int, principal: Principal = Depends(ANYONE), database: Database = Depends(get_database)
+    ticket_id: int = Depends(ticket_key),
+    principal: Principal = Depends(ANYONE),
+    database: Database = Depends(get_database),
 ) -> dict[str, Any]:
     with database.engine.connect() as conn:
         row = ticket_store.get_ticket(conn, ticket_id)
@@ -298,7 +333,9 @@ def read_ticket(
 
 @router.get("/tickets/{ticket_id}/history", summary="Every change of a ticket: who, when, from, to")
 def ticket_history(
-    ticket_id: int, principal: Principal = Depends(ANYONE), database: Database = Depends(get_database)
+    ticket_id: int = Depends(ticket_key),
+    principal: Principal = Depends(ANYONE),
+    database: Database = Depends(get_database),
 ) -> list[dict[str, Any]]:
     with database.engine.connect() as conn:
         row = ticket_store.get_ticket(conn, ticket_id)
@@ -311,8 +348,8 @@ def ticket_history(
     "/tickets/{ticket_id}/transitions", summary="Move a ticket along its workflow (409 when illegal)"
 )
 def move_ticket(
-    ticket_id: int,
     body: Transition,
+    ticket_id: int = Depends(ticket_key),
     principal: Principal = Depends(STAFF),
     database: Database = Depends(get_database),
 ) -> dict[str, Any]:

@@ -165,3 +165,33 @@ def test_tickets_by_hand_transitions_and_scope(api) -> None:  # type: ignore[no-
         ("technician-user", "in_progress"),
     ]
     assert detail["response_minutes"] is not None and detail["response_overdue"] is False
+
+
+def test_a_clerk_finds_tickets_by_plate_and_by_the_number_the_caller_reads_out(api) -> None:  # type: ignore[no-untyped-def]
+    client, tokens, fleet = api
+    clerk = _h(tokens["clerk"])
+    by_plate = client.get("/api/v1/tickets", params={"plate": "a 10001"}, headers=clerk).json()
+    assert [t["terminal_id"] for t in by_plate["items"]] == [fleet.in_warranty]
+    assert client.get("/api/v1/tickets", params={"plate": "Z99999"}, headers=clerk).json()["total"] == 0
+    short = client.get("/api/v1/tickets", params={"plate": "A"}, headers=clerk)
+    assert short.status_code == 422 and "plate must be 2-20 characters" in short.json()["detail"]
+
+    ticket = by_plate["items"][0]
+    for key in (ticket["number"], ticket["number"].lower(), str(ticket["id"])):
+        found = client.get(f"/api/v1/tickets/{key}", headers=clerk)
+        assert found.status_code == 200 and found.json()["id"] == ticket["id"], key
+    assert client.get(f"/api/v1/tickets/{ticket['number']}/history", headers=clerk).status_code == 200
+    moved = client.post(
+        f"/api/v1/tickets/{ticket['number']}/transitions",
+        json={"to": "approved"},
+        headers=_h(tokens["manager"]),
+    )
+    assert moved.status_code == 200 and moved.json()["state"] == "approved"
+    assert client.get("/api/v1/tickets/RSO-999999", headers=clerk).status_code == 404
+    wrong = client.get("/api/v1/tickets/ticket-7", headers=clerk)
+    assert wrong.status_code == 422 and "RSO-000010" in wrong.json()["detail"]
+    customer = client.get(f"/api/v1/tickets/{ticket['number']}", headers=_h(tokens["customer"]))
+    assert customer.status_code == 200  # the customer's own ticket
+
+    unknown = client.get("/api/v1/tickets", params={"state": "bogus"}, headers=clerk)
+    assert unknown.status_code == 422 and unknown.json()["detail"].count("open") == 2  # the list, the hint
