@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict
 
@@ -94,8 +95,20 @@ def handle_export(args: argparse.Namespace) -> int:
             with open(args.out, "w", newline="", encoding="utf-8") as out:
                 count = export_csv(database, args.kind, out)
         else:
-            count = export_csv(database, args.kind, sys.stdout)
+            try:
+                count = export_csv(database, args.kind, sys.stdout)
+            except BrokenPipeError:
+                return _reader_went_away()
     finally:
         database.dispose()
     print(f"exported {count} {args.kind}", file=sys.stderr)
     return 0
+
+
+def _reader_went_away() -> int:
+    """``gpsfleet fleet export … | head``: the reader stopped early, which is no error to
+    report with a traceback; standard output goes to /dev/null so the exit flush is quiet."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 1

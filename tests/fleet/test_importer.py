@@ -274,3 +274,27 @@ def test_importing_an_end_closes_the_installation_and_frees_terminal_and_sim(cat
     reopened = closing.replace("2025-05-01T00:00:00Z", "2025-06-01T00:00:00Z")
     refused = _load(database, "installations", reopened)
     assert [(e.row, e.field) for e in refused.errors] == [(2, "valid_to")]
+
+
+def test_export_into_a_reader_that_stops_early_ends_without_a_traceback(sqlite_database: Database) -> None:
+    """``gpsfleet fleet export --kind customers | head -1``: more than a pipe buffer of rows."""
+    import subprocess
+
+    from tests.api.support import GPSFLEET, clean_env
+
+    with sqlite_database.engine.begin() as conn:
+        for number in range(1500):
+            service.create_customer(conn, name=f"Customer {number:05d}", address="x" * 60)
+    export = subprocess.Popen(
+        [GPSFLEET, "fleet", "export", "--kind", "customers", "--db", sqlite_database.url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean_env(),
+        text=True,
+    )
+    assert export.stdout is not None and export.stderr is not None
+    assert export.stdout.readline().startswith("code,name,")
+    export.stdout.close()  # what head does after its line
+    errors = export.stderr.read()
+    assert export.wait(timeout=120) == 1
+    assert "Traceback" not in errors and "BrokenPipeError" not in errors
