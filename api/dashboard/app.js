@@ -66,6 +66,8 @@ const I18N = {
     registry: 'Registry', serial: 'Serial', firmware: 'Firmware', enabled: 'Enabled', yes: 'yes', no: 'no',
     open_alerts: 'Open alerts', tickets_of: 'Tickets', back: '‹ Back', reason: 'Reason',
     done: 'Done.', role: 'role', view_all: 'all',
+    when: 'When', swap_kind: 'Swap', old_new: 'Old → new', performed_by: 'By',
+    k_terminal: 'terminal', k_sim: 'SIM',
     dim_connectivity: 'Connectivity', dim_gnss: 'GNSS', dim_power: 'Main power', dim_battery: 'Backup battery',
     dim_gsm: 'GSM', dim_sim: 'SIM', dim_clock: 'Clock', dim_data_quality: 'Data quality',
     v_online: 'online', v_offline: 'offline', v_never_seen: 'never seen', v_fix: 'fix', v_no_fix: 'no fix',
@@ -117,6 +119,8 @@ const I18N = {
     registry: '档案', serial: '序列号', firmware: '固件', enabled: '启用', yes: '是', no: '否',
     open_alerts: '未消除告警', tickets_of: '工单', back: '‹ 返回', reason: '原因',
     done: '已完成。', role: '角色', view_all: '全部',
+    when: '时间', swap_kind: '更换', old_new: '原 → 新', performed_by: '操作人',
+    k_terminal: '终端', k_sim: 'SIM 卡',
     dim_connectivity: '连接', dim_gnss: '卫星定位', dim_power: '主电源', dim_battery: '备用电池',
     dim_gsm: 'GSM 信号', dim_sim: 'SIM 卡', dim_clock: '时钟', dim_data_quality: '数据质量',
     v_online: '在线', v_offline: '离线', v_never_seen: '从未上线', v_fix: '已定位', v_no_fix: '未定位',
@@ -721,7 +725,8 @@ const terminalView = {
         h('div', {},
           h('h2', {}, t('track'), ' ', trackRangeSelect()), h('div', { id: 'track' }),
           h('h2', {}, t('tickets_of')), h('div', { class: 'tablewrap' }, ticketTable('terminal-tickets')),
-          h('h2', {}, t('history')), h('div', { class: 'tablewrap', id: 'history' }))));
+          h('h2', {}, t('history')), h('div', { class: 'tablewrap', id: 'history' }),
+          h('h2', {}, t('swaps')), h('div', { class: 'tablewrap', id: 'swaps' }))));
   },
   async load(generation) {
     const id = encodeURIComponent(app.route.arg || '');
@@ -740,6 +745,7 @@ const terminalView = {
     $('track').replaceChildren(trackSvg(track ? track.points : [], Boolean(track && track.next_cursor)));
     fillTickets($('terminal-tickets'), tickets ? tickets.items : []);
     renderHistory(history);
+    renderSwaps(history);
   },
 };
 
@@ -843,6 +849,19 @@ function renderHistory(history) {
     h('tbody', {}, history.installations.map((i) => h('tr', {},
       h('td', {}, i.plate), h('td', {}, i.iccid || '—'), h('td', {}, fmtTime(i.valid_from)), h('td', {}, i.valid_to ? fmtTime(i.valid_to) : '—'),
       h('td', {}, i.installed_by || '—'), h('td', {}, i.end_reason || '—'))))));
+}
+
+// Terminal and SIM swaps (rules 5 and 6): which went out, which came in, why, the symptom.
+function renderSwaps(history) {
+  const el = $('swaps');
+  if (!history || !history.swaps.length) { el.replaceChildren(h('p', { class: 'muted empty' }, t('nothing'))); return; }
+  const change = (s) => (s.kind === 'sim' ? [s.old_iccid, s.new_iccid] : [s.old_device_id, s.new_device_id])
+    .map((v) => v || '—').join(' → ');
+  el.replaceChildren(h('table', {},
+    h('thead', {}, h('tr', {}, ['when', 'swap_kind', 'old_new', 'plate', 'reason', 'symptoms', 'performed_by'].map((k) => h('th', {}, t(k))))),
+    h('tbody', {}, history.swaps.map((s) => h('tr', { 'data-swap': s.id },
+      h('td', {}, fmtTime(s.performed_at)), h('td', {}, label('k_', s.kind)), h('td', {}, change(s)),
+      h('td', {}, s.plate || '—'), h('td', {}, s.reason), h('td', {}, s.symptom || '—'), h('td', {}, s.performed_by))))));
 }
 
 const VIEWS = { terminals: terminalsView, alerts: alertsView, tickets: ticketsView, quarantine: quarantineView, terminal: terminalView };
