@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from fastapi.exceptions import RequestValidationError
@@ -54,6 +54,7 @@ from fleet.schemas import (
 )
 from fleet.scope import customer_owns_terminal
 from fleet.validation import aware, device_id_candidates
+from fleet.validation import plate as normal_plate
 from store.db import Database
 from store.tables.registry import (
     customers,
@@ -101,6 +102,14 @@ def _page(
     total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
     rows = conn.execute(query.order_by(order).limit(limit).offset(offset))
     return int(total), [dict(r._mapping) for r in rows]
+
+
+def _plate_query(text: str) -> str:
+    """A plate searched for in the form plates are stored in (粤B·12345 and 粤b 12345 find 粤B12345)."""
+    try:
+        return normal_plate(text)
+    except Invalid:
+        return text.strip().upper()
 
 
 def _retired_filter(table: Any, include_retired: bool) -> Any:
@@ -244,7 +253,7 @@ def list_vehicles(
     if customer_id is not None:
         query = query.where(vehicles.c.customer_id == customer_id)
     if plate:
-        query = query.where(vehicles.c.plate.contains(plate.strip().upper()))
+        query = query.where(vehicles.c.plate.contains(_plate_query(plate)))
     with registry_call(database) as conn:
         total, rows = _page(conn, query, vehicles.c.id, limit, offset)
     return Page(total=total, limit=limit, offset=offset, items=[VehicleOut.model_validate(r) for r in rows])
@@ -422,12 +431,14 @@ _TERMINAL_LIST = select(
 
 @router.get("/terminals")
 def list_terminals(
-    status_: str | None = Query(
+    status_: Literal["stock", "installed", "returned_for_repair", "scrapped"] | None = Query(
         None, alias="status", description="stock, installed, returned_for_repair, scrapped"
     ),
     model_id: int | None = None,
     customer_id: int | None = Query(None, description="installed in this customer's vehicles now"),
-    q: str | None = Query(None, description="part of the device id or serial number"),
+    q: str | None = Query(
+        None, description="part of the device id, serial number or plate of the vehicle it is in now"
+    ),
     include_retired: bool = False,
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0),
@@ -444,7 +455,13 @@ def list_terminals(
     if model_id is not None:
         query = query.where(terminals.c.model_id == model_id)
     if q:
-        query = query.where(or_(terminals.c.device_id.contains(q), terminals.c.serial_number.contains(q)))
+        query = query.where(
+            or_(
+                terminals.c.device_id.contains(q),
+                terminals.c.serial_number.contains(q),
+                vehicles.c.plate.contains(_plate_query(q)),
+            )
+        )
     with registry_call(database) as conn:
         total, rows = _page(conn, query, terminals.c.id, limit, offset)
     return Page(total=total, limit=limit, offset=offset, items=[TerminalOut.model_validate(r) for r in rows])
@@ -572,7 +589,7 @@ def uninstall_terminal(
 
 @router.get("/sims")
 def list_sims(
-    status_: str | None = Query(None, alias="status"),
+    status_: Literal["stock", "active", "suspended", "terminated"] | None = Query(None, alias="status"),
     carrier: str | None = None,
     q: str | None = Query(None, description="part of the ICCID or MSISDN"),
     include_retired: bool = False,
@@ -688,7 +705,7 @@ def list_installations(
     if device_id:
         query = query.where(terminals.c.device_id.in_(device_id_candidates(device_id)))
     if plate:
-        query = query.where(vehicles.c.plate == plate.strip().upper())
+        query = query.where(vehicles.c.plate == _plate_query(plate))
     if iccid:
         query = query.where(sims.c.iccid == iccid.strip())
     if at is not None:

@@ -211,3 +211,26 @@ def test_install_over_the_api_refuses_a_double_binding(
     ended = client.post(f"/api/v1/terminals/{registry.imeis[3]}/uninstall", json={}, headers=technician)
     assert ended.status_code == 200 and ended.json()["valid_to"] is not None
     assert date.fromisoformat(ended.json()["valid_to"][:10]) >= date(2025, 1, 1)
+
+
+def test_lists_find_a_plate_as_written_on_the_car_and_refuse_an_unknown_status(
+    sqlite_database: Database, client: TestClient, registry: Registry
+) -> None:
+    clerk = bearer(sqlite_database, "clerk")
+
+    def items(path: str, **params: str) -> list[dict]:  # type: ignore[type-arg]
+        answer = client.get(path, params=params, headers=clerk)
+        assert answer.status_code == 200, answer.text
+        return list(answer.json()["items"])
+
+    # 粤B10001 holds imeis[0]: found by its plate typed with a dot, a space or in lower case.
+    assert [t["device_id"] for t in items("/api/v1/terminals", q="粤B·10001")] == [registry.imeis[0]]
+    assert [t["device_id"] for t in items("/api/v1/terminals", q="b 1000")] == [registry.imeis[0]]
+    assert [v["plate"] for v in items("/api/v1/vehicles", plate="粤b-10001")] == ["粤B10001"]
+    assert [i["device_id"] for i in items("/api/v1/installations", plate="粤B 10001")] == [registry.imeis[0]]
+
+    typo = client.get("/api/v1/terminals", params={"status": "instaled"}, headers=clerk)
+    assert typo.status_code == 422 and typo.json()["errors"][0]["field"] == "query.status"
+    assert "'installed'" in typo.json()["detail"]
+    assert client.get("/api/v1/sims", params={"status": "gone"}, headers=clerk).status_code == 422
+    assert len(items("/api/v1/terminals", status="installed")) == 2
