@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 
 from alerts.rules import Rule
 from alerts.sql import insert_unless_open
+from alerts.symptoms import utc_text
 from store.tables.alerts import OPEN_ALERT, alerts
 
 RAISED, ACKNOWLEDGED, CLEARED = "raised", "acknowledged", "cleared"
@@ -135,7 +136,7 @@ def acknowledge(
         raise AlertStateError(
             f"alert {alert_id} is {row['state']}: only a raised alert can be acknowledged"
             + (
-                f" (acknowledged by {row['acknowledged_by']} at {row['acknowledged_at']})"
+                f" (acknowledged by {row['acknowledged_by']} at {utc_text(row['acknowledged_at'])})"
                 if row["acknowledged_by"]
                 else ""
             )

@@ -14,7 +14,8 @@ from typing import Any
 _NOT_SYMPTOMS = ("last_frames", "alert_id")
 
 
-def _time(value: Any) -> str:
+def utc_text(value: Any) -> str:
+    """A time as people read it in a message: ``2026-11-27 09:23:29 UTC``."""
     if not isinstance(value, str | datetime):
         return "never" if value is None else str(value)
     if isinstance(value, datetime):
@@ -45,10 +46,10 @@ def _duration(value: Any) -> str:
 
 # How each evidence key the fault rules (alerts.rules) write reads.
 _WORDS: dict[str, Callable[[Any], str]] = {
-    "last_seen": lambda v: f"last heard from {_time(v)}",
+    "last_seen": lambda v: f"last heard from {utc_text(v)}",
     "silent_s": lambda v: f"silent for {_duration(v)}",
-    "disconnected_at": lambda v: f"disconnected since {_time(v)}",
-    "last_fix_time": lambda v: "no fix ever" if v is None else f"last fix {_time(v)}",
+    "disconnected_at": lambda v: f"disconnected since {utc_text(v)}",
+    "last_fix_time": lambda v: "no fix ever" if v is None else f"last fix {utc_text(v)}",
     "lat": lambda v: f"latitude {_number(v)}",
     "lon": lambda v: f"longitude {_number(v)}",
     "alarm": lambda v: f"the terminal reports the {v} alarm",
@@ -81,7 +82,7 @@ def describe_fault(fault: str, evidence: dict[str, Any]) -> str:
     evidence...}, "first_seen": ..., "last_seen": ...}`` (a flat dict reads the same way)."""
     rest = {k: v for k, v in evidence.items() if k not in _NOT_SYMPTOMS}
     seen = [
-        f"{label} {_time(rest.pop(key))}"
+        f"{label} {utc_text(rest.pop(key))}"
         for key, label in (("first_seen", "first seen"), ("last_seen", "last seen"))
         if isinstance(rest.get("fault"), dict) and key in rest
     ]

@@ -3,6 +3,7 @@ roles and customer scope."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -108,6 +109,9 @@ def test_alerts_filter_and_acknowledge(api) -> None:  # type: ignore[no-untyped-
     )
     again = client.post(f"/api/v1/alerts/{alert['id']}/acknowledge", json={}, headers=_h(tokens["noc"]))
     assert again.status_code == 409 and "only a raised alert" in again.json()["detail"]
+    assert re.search(
+        r"\(acknowledged by noc-user at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)$", again.json()["detail"]
+    )
     assert (
         client.post(
             f"/api/v1/alerts/{alert['id']}/acknowledge", json={}, headers=_h(tokens["customer"])
