@@ -64,6 +64,13 @@ def _customer_terminals(conn: Connection, principal: Principal) -> set[str] | No
     return customer_terminal_ids(conn, principal.customer_scope)
 
 
+def _stored_id(conn: Connection, terminal_id: str) -> str:
+    """Health, alerts and tickets are kept under the registry's form of a device id."""
+    from fleet.service import stored_device_id
+
+    return stored_device_id(conn, terminal_id)
+
+
 def _json(row: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
 
@@ -129,6 +136,7 @@ def terminal_health_view(
 
     now = datetime.now(UTC)
     with database.engine.connect() as conn:
+        terminal_id = _stored_id(conn, terminal_id)
         if principal.customer_scope is not None:
             from fleet.scope import customer_owns_terminal
 
@@ -170,7 +178,8 @@ def list_alerts(
     if fault:
         query = query.where(alerts.c.fault == fault)
     if terminal_id:
-        query = query.where(alerts.c.terminal_id == terminal_id)
+        with database.engine.connect() as conn:
+            query = query.where(alerts.c.terminal_id == _stored_id(conn, terminal_id))
     if device_fault is not None:
         query = query.where(alerts.c.device_fault.is_(device_fault))
     scope = principal.customer_scope if principal.customer_scope is not None else customer_id
@@ -257,6 +266,9 @@ def list_tickets(
         query = query.where(tickets.c.state == state)
     if plate:
         query = query.where(tickets.c.vehicle_plate == _plate(plate))
+    if terminal_id:
+        with database.engine.connect() as conn:
+            terminal_id = _stored_id(conn, terminal_id)
     for column, value in (
         ("fault", fault),
         ("terminal_id", terminal_id),

@@ -333,9 +333,12 @@ def open_by_hand(
     phone: str | None = None,
 ) -> dict[str, Any]:
     """A ticket from a customer's call: the same fields as an automatic one."""
+    from fleet.service import stored_device_id
+
     if priority not in PRIORITIES:
         raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}")
     fault = fault or MANUAL_FAULT
+    terminal_id = stored_device_id(conn, terminal_id)  # one open ticket per terminal, however typed
     facts = registry_fields(conn, settings, terminal_id, at)
     if facts is None:
         raise UnknownTerminal(f"terminal {terminal_id} is not in the registry")

@@ -23,6 +23,7 @@ from api.deps import ALL_ROLES, Principal, Role, get_database, get_settings, not
 from core.messages import format_time
 from core.settings import Settings
 from fleet.scope import customer_owns_terminal, customer_terminal_ids
+from fleet.service import stored_device_id
 from fleet.validation import device_id_candidates
 from store.db import Database
 from store.export import FORMATS
@@ -112,7 +113,7 @@ def read_latest_positions(
     """Each terminal's last plausible fix, when it was last heard from, and its latest
     health values (power, battery, GSM signal, ...).  Terminals without a fix are left out."""
     with database.engine.connect() as conn:
-        wanted: set[str] | None = set(terminal_id) if terminal_id else None
+        wanted = {stored_device_id(conn, t) for t in terminal_id} if terminal_id else None
         customer_id = principal.customer_scope
         if customer_id is not None:
             own = customer_terminal_ids(conn, customer_id)
@@ -144,6 +145,7 @@ def read_track(
     ``next_cursor`` until it is null."""
     start, end = _range(start, end, settings.store.track_max_days)
     with database.engine.connect() as conn:
+        terminal_id = stored_device_id(conn, terminal_id)
         visible_start = _visible_start(conn, principal, terminal_id, start)
         try:
             after = decode_cursor(cursor) if cursor else None
@@ -190,6 +192,7 @@ def export_track(
     """The whole range in one file, streamed as it is read."""
     start, end = _range(start, end, settings.store.track_max_days)
     with database.engine.connect() as conn:
+        terminal_id = stored_device_id(conn, terminal_id)
         visible_start = _visible_start(conn, principal, terminal_id, start)
     export = FORMATS[file_format]
     points: Iterable[TrackPoint] = (

@@ -492,6 +492,16 @@ def terminal_by_device_id(conn: Connection, device_id: str) -> Record:
     return dict(exact_first._mapping)
 
 
+def stored_device_id(conn: Connection, device_id: str) -> str:
+    """The registry's form of a device id as typed (a JT/T 808 phone without its leading zero,
+    a GT06 IMEI with one); the id as given when no terminal has it.  Positions, health, alerts
+    and tickets are kept under the stored form, so every lookup by device id starts here."""
+    try:
+        return str(terminal_by_device_id(conn, device_id)["device_id"])
+    except NotFound:
+        return device_id.strip()
+
+
 def create_sim(
     conn: Connection,
     *,
