@@ -136,7 +136,7 @@ class PartOut(_Out):
 
 class TerminalModelIn(_In):
     name: str
-    protocol: str
+    protocol: str = Field(description="what the gateway decodes: gps103, gt06, h02, jt808, nmea, teltonika")
     id_kind: Literal["imei", "phone", "other"] | None = Field(
         default=None, description="what the device id is; default: phone for jt808, else imei"
     )

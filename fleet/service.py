@@ -125,6 +125,8 @@ def create_customer(
         address=address,
         notes=notes,
     )
+    if code is not None:
+        _unique_or_conflict(conn, customers, "code", values["code"], "a customer with code")
     record = _insert(conn, customers, {**values, "created_at": now, "updated_at": now}, "customer")
     if code is None:  # the customer number follows the id: C000042
         record = _update(conn, customers, record["id"], {"code": f"C{record['id']:06d}"}, "customer")
@@ -148,7 +150,7 @@ def customer_values(**fields: Any) -> Record:
 def update_customer(conn: Connection, customer_id: int, **fields: Any) -> Record:
     current = get_customer(conn, customer_id)
     merged = customer_values(**{**current, **fields})
-    return _save_changes(conn, customers, current, merged, "customer")
+    return _save_changes(conn, customers, current, merged, "customer", unique=("code",))
 
 
 def get_customer(conn: Connection, customer_id: int) -> Record:
@@ -168,6 +170,10 @@ def create_driver(
     if customer_id is not None:
         get_customer(conn, customer_id)
     values = driver_values(name=name, phone=phone, licence_number=licence_number)
+    if values["licence_number"]:
+        _unique_or_conflict(
+            conn, drivers, "licence_number", values["licence_number"], "a driver with licence number"
+        )
     return _insert(
         conn,
         drivers,
@@ -191,7 +197,7 @@ def update_driver(conn: Connection, driver_id: int, **fields: Any) -> Record:
         if fields["customer_id"] is not None:
             get_customer(conn, fields["customer_id"])
         merged["customer_id"] = fields["customer_id"]
-    return _save_changes(conn, drivers, current, merged, "driver")
+    return _save_changes(conn, drivers, current, merged, "driver", unique=("licence_number",))
 
 
 def create_vehicle(
@@ -303,7 +309,7 @@ def create_terminal_model(
 
 
 def model_values(**fields: Any) -> Record:
-    protocol = v.required(fields.get("protocol"), "protocol", 20).lower()
+    protocol = v.choice(v.required(fields.get("protocol"), "protocol", 20), v.PROTOCOLS, "protocol")
     id_kind = fields.get("id_kind") or ("phone" if protocol in PHONE_ID_PROTOCOLS else "imei")
     months = fields.get("warranty_months")
     if months is not None and (not isinstance(months, int) or not 0 <= months <= 240):

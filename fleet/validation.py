@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime
 
+from core.settings import GatewaySettings
 from fleet.errors import Invalid
 
 ID_KINDS = ("imei", "phone", "other")
@@ -12,6 +13,7 @@ CUSTOMER_KINDS = ("company", "individual")
 TERMINAL_STATUSES = ("stock", "installed", "returned_for_repair", "scrapped")
 SIM_STATUSES = ("stock", "active", "suspended", "terminated")
 WARRANTY_FROM = ("installation", "purchase")
+PROTOCOLS = tuple(sorted(GatewaySettings().protocols))  # what the gateway decodes
 
 _DIGITS = re.compile(r"^[0-9]+$")
 _VIN = re.compile(r"^[A-HJ-NPR-Z0-9]{17}$")  # ISO 3779: no I, O or Q

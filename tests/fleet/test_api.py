@@ -234,3 +234,27 @@ def test_lists_find_a_plate_as_written_on_the_car_and_refuse_an_unknown_status(
     assert "'installed'" in typo.json()["detail"]
     assert client.get("/api/v1/sims", params={"status": "gone"}, headers=clerk).status_code == 422
     assert len(items("/api/v1/terminals", status="installed")) == 2
+
+
+def test_a_taken_key_or_an_unknown_protocol_is_said_in_words(
+    sqlite_database: Database, client: TestClient, registry: Registry
+) -> None:
+    clerk, manager = bearer(sqlite_database, "clerk"), bearer(sqlite_database, "manager")
+    first = client.post("/api/v1/customers", json={"name": "A Co", "code": "K-1"}, headers=clerk)
+    assert first.status_code == 201
+    taken = client.post("/api/v1/customers", json={"name": "B Co", "code": "K-1"}, headers=clerk)
+    assert taken.status_code == 409 and taken.json()["detail"] == "a customer with code K-1 already exists"
+    other = client.post("/api/v1/customers", json={"name": "C Co"}, headers=clerk).json()
+    renamed = client.patch(f"/api/v1/customers/{other['id']}", json={"code": "K-1"}, headers=clerk)
+    assert renamed.status_code == 409 and "UNIQUE" not in renamed.json()["detail"]
+
+    driver = {"name": "Wang Lei", "licence_number": "440301199001011234"}
+    assert client.post("/api/v1/drivers", json=driver, headers=clerk).status_code == 201
+    again = client.post("/api/v1/drivers", json={**driver, "name": "Wang L."}, headers=clerk)
+    assert again.status_code == 409 and again.json()["detail"] == (
+        "a driver with licence number 440301199001011234 already exists"
+    )
+
+    typo = client.post("/api/v1/terminal-models", json={"name": "T1", "protocol": "jt/t808"}, headers=manager)
+    assert typo.status_code == 422 and typo.json()["errors"][0]["field"] == "body.protocol"
+    assert "gps103, gt06, h02, jt808, nmea, teltonika" in typo.json()["detail"]
