@@ -32,8 +32,8 @@ from fleet.schemas import (
     InstallationOut,
     InstallIn,
     Page,
-    PartIn,
     PartOut,
+    PartPut,
     SimIn,
     SimOut,
     SimPatch,
@@ -398,12 +398,15 @@ def update_terminal_model(
 def put_part(
     model_id: int,
     part_number: str,
-    body: PartIn,
+    body: PartPut,
     _p: Principal = Depends(_catalogue),
     database: Database = Depends(get_database),
 ) -> TerminalModelOut:
-    if body.part_number != part_number:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="part_number differs from the URL")
+    if body.part_number not in (None, part_number):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=f"part_number {body.part_number!r} in the body differs from {part_number!r} in the URL",
+        )
     with registry_call(database, write=True) as conn:
         service.get_terminal_model(conn, model_id)
         service.set_part(conn, model_id, part_number=part_number, name=body.name, price=body.price)

@@ -128,6 +128,14 @@ class PartIn(_In):
     price: Decimal = Field(ge=0, decimal_places=2)
 
 
+class PartPut(_In):
+    """A part at its URL: the part number is the URL's (repeating it in the body is allowed)."""
+
+    part_number: str | None = None
+    name: str
+    price: Decimal = Field(ge=0, decimal_places=2)
+
+
 class PartOut(_Out):
     part_number: str
     name: str

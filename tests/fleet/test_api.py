@@ -258,3 +258,19 @@ def test_a_taken_key_or_an_unknown_protocol_is_said_in_words(
     typo = client.post("/api/v1/terminal-models", json={"name": "T1", "protocol": "jt/t808"}, headers=manager)
     assert typo.status_code == 422 and typo.json()["errors"][0]["field"] == "body.protocol"
     assert "gps103, gt06, h02, jt808, nmea, teltonika" in typo.json()["detail"]
+
+
+def test_a_part_is_priced_at_its_url_without_repeating_its_number(
+    sqlite_database: Database, client: TestClient, registry: Registry
+) -> None:
+    manager = bearer(sqlite_database, "manager")
+    url = f"/api/v1/terminal-models/{registry.model_id}/parts/GSM-ANT"
+    priced = client.put(url, json={"name": "GSM antenna", "price": "25.00"}, headers=manager)
+    assert priced.status_code == 200, priced.text
+    assert {"part_number": "GSM-ANT", "name": "GSM antenna", "price": "25.00"} in priced.json()["parts"]
+    repeated = client.put(
+        url, json={"part_number": "GSM-ANT", "name": "GSM antenna", "price": "26"}, headers=manager
+    )
+    assert repeated.status_code == 200
+    other = client.put(url, json={"part_number": "BAT", "name": "battery", "price": "1"}, headers=manager)
+    assert other.status_code == 422 and "'BAT' in the body differs from 'GSM-ANT'" in other.json()["detail"]
