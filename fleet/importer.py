@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, TextIO
@@ -624,6 +624,24 @@ def _follow_statuses(conn: Connection, written: list[_Planned], now: datetime) -
 # --- running an import -------------------------------------------------------------------------
 
 
+def _header(names: Sequence[str] | None, kind: str) -> list[str]:
+    """The header row's column names, checked: the file's first line must name columns of ``kind``
+    (a byte-order mark, as spreadsheet programs write, is ignored)."""
+    columns = ", ".join(COLUMNS[kind])
+    header = [name.replace("\ufeff", "").strip() for name in names or []]
+    if not header:
+        raise ImportFileError(f"the file is empty: its first line must be the header ({columns} for {kind})")
+    if len(header) == 1 and (separator := next((s for s in ";\t|" if s in header[0]), None)):
+        raise ImportFileError(
+            f"the header is one column {header[0]!r}: columns are separated by commas, not "
+            f"{'tabs' if separator == chr(9) else repr(separator)}; save the file as comma-separated CSV"
+        )
+    unknown = [h for h in header if h not in COLUMNS[kind]]
+    if unknown:
+        raise ImportFileError(f"unknown column(s) {', '.join(unknown)} for kind {kind}; columns: {columns}")
+    return header
+
+
 def import_csv(
     database: Database,
     source: TextIO,
@@ -637,13 +655,8 @@ def import_csv(
     if kind not in COLUMNS:
         raise ImportFileError(f"unknown kind {kind!r}; one of {', '.join(KINDS)}")
     reader = csv.DictReader(source)
-    header = [h.strip() for h in reader.fieldnames or []]
+    header = _header(reader.fieldnames, kind)
     reader.fieldnames = header
-    unknown = [h for h in header if h not in COLUMNS[kind]]
-    if unknown:
-        raise ImportFileError(
-            f"unknown column(s) {', '.join(unknown)} for kind {kind}; columns: {', '.join(COLUMNS[kind])}"
-        )
     missing = [c for c in REQUIRED[kind] if c not in header]
     if missing:
         raise ImportFileError(f"the header lacks required column(s) {', '.join(missing)} for kind {kind}")

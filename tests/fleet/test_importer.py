@@ -298,3 +298,14 @@ def test_export_into_a_reader_that_stops_early_ends_without_a_traceback(sqlite_d
     errors = export.stderr.read()
     assert export.wait(timeout=120) == 1
     assert "Traceback" not in errors and "BrokenPipeError" not in errors
+
+
+def test_a_spreadsheets_csv_is_read_or_its_problem_named(catalogue: Database) -> None:
+    with_bom = "\ufeff" + CUSTOMERS.replace("\n", "\r\n")  # Excel's "CSV UTF-8", read from stdin
+    assert _load(catalogue, "customers", with_bom, dry_run=True).rows == 2  # type: ignore[attr-defined]
+    with pytest.raises(ImportFileError, match="the file is empty: its first line must be the header"):
+        _load(catalogue, "customers", "")
+    with pytest.raises(ImportFileError, match="separated by commas, not ';'"):
+        _load(catalogue, "customers", "code;name\nACME;Acme Logistics\n")
+    with pytest.raises(ImportFileError, match="separated by commas, not tabs"):
+        _load(catalogue, "customers", "code\tname\nACME\tAcme Logistics\n")
