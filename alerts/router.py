@@ -175,6 +175,8 @@ def list_alerts(
         query = query.where(alerts.c.state != alert_store.CLEARED)
     elif state:
         query = query.where(alerts.c.state == state)
+    if fault and fault not in FAULTS:
+        raise HTTPException(422, detail=f"unknown fault {fault!r}; faults: {', '.join(FAULTS)}")
     if fault:
         query = query.where(alerts.c.fault == fault)
     if terminal_id:
@@ -245,7 +247,7 @@ def list_tickets(
     customer_id: int | None = None,
     terminal_id: str | None = None,
     plate: str | None = Query(None, description="the vehicle's plate; spaces, dashes and case ignored"),
-    priority: str | None = None,
+    priority: str | None = Query(None, pattern="^(urgent|high|normal|low)$"),
     source: str | None = Query(None, pattern="^(auto|manual)$"),
     to_verify: bool | None = Query(None, description="only tickets whose fault cleared before dispatch"),
     limit: int = Query(100, ge=1, le=1000),

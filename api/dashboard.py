@@ -9,12 +9,14 @@ import hashlib
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.responses import RedirectResponse
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.engine import Connection
 
+from alerts.rules import FAULTS
 from api.deps import ALL_ROLES, Principal, get_database, not_found, require_roles
+from fleet.validation import plate_search
 from store.db import Database
 from store.tables.alerts import alerts, terminal_health
 from store.tables.registry import customers, installations, terminal_models, terminals, vehicles
@@ -138,6 +140,9 @@ _TABLE = select(
 )
 
 
+_SHOW = ("online", "offline", "never_seen", "faulty", *FAULTS)
+
+
 @router.get(
     "/api/v1/dashboard/terminals",
     summary="The NOC terminal table: registry, health and open faults; searched, sorted, paged",
@@ -168,8 +173,14 @@ def terminal_table(
                 terminals.c.device_id.ilike(pattern),
                 terminals.c.serial_number.ilike(pattern),
                 vehicles.c.plate.ilike(pattern),
+                vehicles.c.plate.contains(plate_search(q)),  # as written on the car: 沪B·20002
                 customers.c.name.ilike(pattern),
             )
+        )
+    if show and show not in _SHOW:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=f"show must be one of {', '.join(_SHOW)}; got {show!r}",
         )
     if show in ("online", "offline", "never_seen"):
         query = query.where(_SORT_COLUMNS["connectivity"] == show)

@@ -53,8 +53,7 @@ from fleet.schemas import (
     VehiclePatch,
 )
 from fleet.scope import customer_owns_terminal
-from fleet.validation import aware, device_id_candidates
-from fleet.validation import plate as normal_plate
+from fleet.validation import aware, device_id_candidates, plate_search
 from store.db import Database
 from store.tables.registry import (
     customers,
@@ -102,14 +101,6 @@ def _page(
     total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
     rows = conn.execute(query.order_by(order).limit(limit).offset(offset))
     return int(total), [dict(r._mapping) for r in rows]
-
-
-def _plate_query(text: str) -> str:
-    """A plate searched for in the form plates are stored in (粤B·12345 and 粤b 12345 find 粤B12345)."""
-    try:
-        return normal_plate(text)
-    except Invalid:
-        return text.strip().upper()
 
 
 def _retired_filter(table: Any, include_retired: bool) -> Any:
@@ -253,7 +244,7 @@ def list_vehicles(
     if customer_id is not None:
         query = query.where(vehicles.c.customer_id == customer_id)
     if plate:
-        query = query.where(vehicles.c.plate.contains(_plate_query(plate)))
+        query = query.where(vehicles.c.plate.contains(plate_search(plate)))
     with registry_call(database) as conn:
         total, rows = _page(conn, query, vehicles.c.id, limit, offset)
     return Page(total=total, limit=limit, offset=offset, items=[VehicleOut.model_validate(r) for r in rows])
@@ -462,7 +453,7 @@ def list_terminals(
             or_(
                 terminals.c.device_id.contains(q),
                 terminals.c.serial_number.contains(q),
-                vehicles.c.plate.contains(_plate_query(q)),
+                vehicles.c.plate.contains(plate_search(q)),
             )
         )
     with registry_call(database) as conn:
@@ -708,7 +699,7 @@ def list_installations(
     if device_id:
         query = query.where(terminals.c.device_id.in_(device_id_candidates(device_id)))
     if plate:
-        query = query.where(vehicles.c.plate == _plate_query(plate))
+        query = query.where(vehicles.c.plate == plate_search(plate))
     if iccid:
         query = query.where(sims.c.iccid == iccid.strip())
     if at is not None:

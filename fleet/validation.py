@@ -128,6 +128,15 @@ def plate(value: str, field: str = "plate") -> str:
     return cleaned
 
 
+def plate_search(text: str) -> str:
+    """Text searched for among plates, in their stored form (粤b·1234 → 粤B1234); too short for a
+    plate, it is only upper-cased."""
+    try:
+        return plate(text)
+    except Invalid:
+        return text.strip().upper()
+
+
 def choice(value: str, allowed: tuple[str, ...], field: str) -> str:
     value = value.strip().lower()
     if value not in allowed:

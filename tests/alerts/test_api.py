@@ -87,6 +87,11 @@ def test_alerts_filter_and_acknowledge(api) -> None:  # type: ignore[no-untyped-
     client, tokens, fleet = api
     listed = client.get("/api/v1/alerts", params={"state": "raised"}, headers=_h(tokens["noc"])).json()
     assert listed["total"] == 2
+    typo = client.get("/api/v1/alerts", params={"fault": "antenna_cut"}, headers=_h(tokens["noc"]))
+    assert typo.status_code == 422 and "unknown fault 'antenna_cut'" in typo.json()["detail"]
+    assert "gnss_antenna_cut" in typo.json()["detail"]
+    high = client.get("/api/v1/tickets", params={"priority": "HIGH"}, headers=_h(tokens["noc"]))
+    assert high.status_code == 422 and high.json()["errors"][0]["field"] == "query.priority"
     assert (
         client.get("/api/v1/alerts", params={"fault": "power_cut"}, headers=_h(tokens["customer"])).json()[
             "total"

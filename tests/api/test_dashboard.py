@@ -91,6 +91,7 @@ def test_terminal_table_search_filter_sort_page(seeded: tuple[TestClient, Seeded
         return [row["device_id"] for row in answer.json()["items"]]
 
     assert ids(q="沪B") == [fleet.power_cut]
+    assert ids(q="沪b·2000") == [fleet.power_cut]  # a plate as written on the car
     assert ids(q="mountain") == [fleet.other_customer]  # customer names, case-insensitive
     assert ids(show="faulty") == sorted([fleet.power_cut, fleet.antenna_cut])
     assert ids(show="gnss_antenna_cut") == [fleet.antenna_cut]
@@ -102,6 +103,9 @@ def test_terminal_table_search_filter_sort_page(seeded: tuple[TestClient, Seeded
     assert by_power[:3] == [fleet.other_customer, fleet.moving, fleet.power_cut]  # unknown last
     first, second = ids(limit=2), ids(limit=2, offset=2)
     assert len(first) == 2 and len(second) == 2 and not set(first) & set(second)
+    typo = client.get("/api/v1/dashboard/terminals", params={"show": "faulty_ones"}, headers=admin)
+    assert typo.status_code == 422 and "got 'faulty_ones'" in typo.json()["detail"]
+    assert "never_seen, faulty, offline, no_fix" in typo.json()["detail"]
     bad = client.get("/api/v1/dashboard/terminals", params={"sort": "password"}, headers=admin)
     assert bad.status_code == 422 and "query.sort" in bad.json()["detail"]
 
