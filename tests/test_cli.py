@@ -55,3 +55,15 @@ def test_sub_command_help(path: tuple[str, ...], capsys: pytest.CaptureFixture[s
     output = capsys.readouterr()
     assert output.out.startswith(f"usage: gpsfleet {' '.join(path)}")
     assert output.err == ""
+
+
+def test_the_readme_names_every_benchmark() -> None:
+    """The README's command list is where an operator looks first: every bench is in it."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"^gpsfleet bench \{([^}]*)\}", readme, re.M)[0].split(","))
+    named |= set(re.findall(r"^gpsfleet bench ([a-z-]+)\b", readme, re.M))
+    benches = {path[1] for path in COMMAND_PATHS if len(path) == 2 and path[0] == "bench"}
+    assert benches and named == benches
