@@ -67,7 +67,7 @@ const I18N = {
     open_alerts: 'Open alerts', tickets_of: 'Tickets', back: '‹ Back', reason: 'Reason',
     done: 'Done.', role: 'role', view_all: 'all',
     when: 'When', swap_kind: 'Swap', old_new: 'Old → new', performed_by: 'By',
-    k_terminal: 'terminal', k_sim: 'SIM',
+    k_terminal: 'terminal', k_sim: 'SIM', plate_search: 'Vehicle plate',
     dim_connectivity: 'Connectivity', dim_gnss: 'GNSS', dim_power: 'Main power', dim_battery: 'Backup battery',
     dim_gsm: 'GSM', dim_sim: 'SIM', dim_clock: 'Clock', dim_data_quality: 'Data quality',
     v_online: 'online', v_offline: 'offline', v_never_seen: 'never seen', v_fix: 'fix', v_no_fix: 'no fix',
@@ -120,7 +120,7 @@ const I18N = {
     open_alerts: '未消除告警', tickets_of: '工单', back: '‹ 返回', reason: '原因',
     done: '已完成。', role: '角色', view_all: '全部',
     when: '时间', swap_kind: '更换', old_new: '原 → 新', performed_by: '操作人',
-    k_terminal: '终端', k_sim: 'SIM 卡',
+    k_terminal: '终端', k_sim: 'SIM 卡', plate_search: '车牌号',
     dim_connectivity: '连接', dim_gnss: '卫星定位', dim_power: '主电源', dim_battery: '备用电池',
     dim_gsm: 'GSM 信号', dim_sim: 'SIM 卡', dim_clock: '时钟', dim_data_quality: '数据质量',
     v_online: '在线', v_offline: '离线', v_never_seen: '从未上线', v_fix: '已定位', v_no_fix: '未定位',
@@ -153,7 +153,7 @@ const app = {
   alerts: { state: 'open', fault: '', offset: 0, limit: 100 },
   trackHours: 24,
   track: null, // {key, at, page}: the track is fetched again only every TRACK_MS or when asked for another
-  tickets: { state: 'open', priority: '', offset: 0, limit: 100 },
+  tickets: { state: 'open', priority: '', plate: '', offset: 0, limit: 100 },
   quarantine: { status: '' },
   summary: null,
 };
@@ -565,9 +565,14 @@ const ticketsView = {
     const priority = h('select', { onchange: () => { s.priority = priority.value; s.offset = 0; refresh(); } },
       h('option', { value: '' }, t('view_all')),
       PRIORITIES.map((v) => h('option', { value: v, selected: s.priority === v }, label('p_', v))));
+    const plate = h('input', {
+      type: 'search', id: 'ticket-plate', placeholder: t('plate_search'), value: s.plate,
+      oninput: debounce(() => { s.plate = plate.value.trim(); s.offset = 0; refresh(); }, 300),
+    });
     return h('section', { id: 'view-tickets' },
       h('h1', {}, t('tickets_title')),
       h('div', { class: 'toolbar' },
+        plate,
         h('label', { class: 'muted' }, `${t('state')} `, state),
         h('label', { class: 'muted' }, `${t('priority')} `, priority),
         h('span', { class: 'spacer' }),
@@ -577,7 +582,7 @@ const ticketsView = {
   },
   async load(generation) {
     const s = app.tickets;
-    const page = await api(`/api/v1/tickets?${query({ state: s.state, priority: s.priority, limit: s.limit, offset: s.offset })}`);
+    const page = await api(`/api/v1/tickets?${query({ state: s.state, priority: s.priority, plate: s.plate, limit: s.limit, offset: s.offset })}`);
     if (!current(generation) || !$('view-tickets')) return;
     fillTickets($('ticket-table'), page.items);
     renderPager($('pager'), page, s);

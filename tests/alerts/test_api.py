@@ -182,8 +182,8 @@ def test_a_clerk_finds_tickets_by_plate_and_by_the_number_the_caller_reads_out(a
     by_plate = client.get("/api/v1/tickets", params={"plate": "a 10001"}, headers=clerk).json()
     assert [t["terminal_id"] for t in by_plate["items"]] == [fleet.in_warranty]
     assert client.get("/api/v1/tickets", params={"plate": "Z99999"}, headers=clerk).json()["total"] == 0
-    short = client.get("/api/v1/tickets", params={"plate": "A"}, headers=clerk)
-    assert short.status_code == 422 and "plate must be 2-20 characters" in short.json()["detail"]
+    part = client.get("/api/v1/tickets", params={"plate": "10001"}, headers=clerk).json()  # as typed so far
+    assert [t["terminal_id"] for t in part["items"]] == [fleet.in_warranty]
 
     ticket = by_plate["items"][0]
     for key in (ticket["number"], ticket["number"].lower(), str(ticket["id"])):

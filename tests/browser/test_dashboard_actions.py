@@ -151,6 +151,21 @@ def test_move_a_ticket_and_open_one_by_hand(live_api: LiveApi, admin_page: Brows
     admin_page.evaluate("document.getElementById('dialog').close()")
 
 
+def test_find_the_tickets_of_a_vehicle_by_its_plate(live_api: LiveApi, admin_page: Browser) -> None:
+    admin_page.evaluate("location.hash = '#/tickets'")
+    rows = "[...document.querySelectorAll('#ticket-table tbody tr[data-ticket]')]"
+    admin_page.wait_for(f"{rows}.length > 1")
+    admin_page.evaluate(
+        "(() => { const p = document.getElementById('ticket-plate'); p.value = '川d 4';"
+        " p.dispatchEvent(new Event('input')); })()"
+    )
+    wanted = {str(t["id"]) for t in _api(live_api, "/api/v1/tickets?state=open&plate=川D4")["items"]}
+    assert wanted  # the urgent ticket of Mountain Buses' 川D40004
+    admin_page.wait_for(f"{rows}.length === {len(wanted)}")
+    shown = admin_page.evaluate(f"{rows}.map(r => [r.dataset.ticket, r.textContent])")
+    assert {ticket for ticket, _ in shown} == wanted and all("川D40004" in text for _, text in shown)
+
+
 def test_claim_an_unknown_terminal(live_api: LiveApi, admin_page: Browser) -> None:
     admin_page.evaluate("location.hash = '#/quarantine'")
     admin_page.wait_for(f"document.querySelector('tr[data-quarantine=\"{UNKNOWN_DEVICE}\"] button')")
