@@ -355,7 +355,8 @@ class ContractIn(_In):
 
 class ContractOut(_Out):
     id: int
-    terminal_id: int
+    terminal_id: int = Field(description="the registry's row id of the terminal")
+    device_id: str | None = Field(default=None, description="the terminal's IMEI or phone number")
     reference: str | None
     starts_on: date
     ends_on: date

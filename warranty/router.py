@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import Any
 
 from fastapi import APIRouter, Depends, status
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
 
 from api.deps import ALL_ROLES, STAFF_ROLES, Principal, get_database, get_settings, require_roles
 from core.settings import Settings
@@ -12,6 +15,7 @@ from fleet import service
 from fleet.router import registry_call, visible_terminal
 from fleet.schemas import ContractIn, ContractOut, CoverageOut, QuoteIn, QuoteLineOut, QuoteOut, VoidIn
 from store.db import Database
+from store.tables.registry import terminals
 from warranty.billing import PartRequest, Quote, quote
 from warranty.coverage import Coverage, coverage
 
@@ -60,7 +64,7 @@ def list_contracts(
 ) -> list[ContractOut]:
     with registry_call(database) as conn:
         terminal = service.terminal_by_device_id(conn, device_id)
-        return [ContractOut.model_validate(c) for c in service.warranty_contracts_of(conn, terminal["id"])]
+        return [_contract_out(conn, c) for c in service.warranty_contracts_of(conn, terminal["id"])]
 
 
 @router.post(
@@ -76,7 +80,7 @@ def add_contract(
 ) -> ContractOut:
     with registry_call(database, write=True) as conn:
         record = service.add_warranty_contract(conn, device_id=device_id, **body.model_dump())
-        return ContractOut.model_validate(record)
+        return _contract_out(conn, record)
 
 
 @router.post("/warranty/contracts/{contract_id}/void", summary="Void an extended warranty contract")
@@ -87,9 +91,15 @@ def void_contract(
     database: Database = Depends(get_database),
 ) -> ContractOut:
     with registry_call(database, write=True) as conn:
-        return ContractOut.model_validate(
-            service.void_warranty_contract(conn, contract_id, reason=body.reason)
-        )
+        return _contract_out(conn, service.void_warranty_contract(conn, contract_id, reason=body.reason))
+
+
+def _contract_out(conn: Connection, contract: dict[str, Any]) -> ContractOut:
+    """A contract with its terminal's device id (``terminal_id`` is the registry's row id)."""
+    device_id = conn.execute(
+        select(terminals.c.device_id).where(terminals.c.id == contract["terminal_id"])
+    ).scalar_one_or_none()
+    return ContractOut.model_validate({**contract, "device_id": device_id})
 
 
 @router.post("/terminals/{device_id}/warranty/void", summary="Void a terminal's warranty from a day on")
