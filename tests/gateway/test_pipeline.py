@@ -65,3 +65,37 @@ def test_the_near_fix_shortcut_still_flags_a_jump_just_beyond_it() -> None:
     assert check("T", NOW, NOW, True, 31.0, 121.0) == 0
     assert check("T", NOW + timedelta(seconds=1), NOW, True, 31.0029, 121.0029) == 0
     assert check("T", NOW + timedelta(seconds=2), NOW, True, 31.0079, 121.0029) == Flag.JUMP
+
+
+def test_rows_carry_every_field_in_its_place() -> None:
+    fix = Message(
+        MessageType.POSITION,
+        time=NOW,
+        valid=False,
+        lat=31.5,
+        lon=121.25,
+        speed_kmh=42.0,
+        course=270.0,
+        altitude_m=12.0,
+        satellites=7,
+        hdop=1.4,
+        alarms=["overspeed"],
+        attributes={"ignition": True},
+    )
+    status = Message(MessageType.STATUS, time=NOW, attributes={"power_v": 12.5})
+    later = NOW + timedelta(seconds=5)
+    positions, events = to_rows([fix, status], "T1", "jt808", later, b"\x7e", Plausibility(300, 1000))
+    (row,) = positions
+    assert (row.terminal_id, row.fix_time, row.received_at, row.protocol) == ("T1", NOW, later, "jt808")
+    assert (row.valid, row.lat, row.lon, row.altitude_m) == (False, 31.5, 121.25, 12.0)
+    assert (row.speed_kmh, row.course, row.satellites, row.hdop) == (42.0, 270.0, 7, 1.4)
+    assert (row.alarms, row.attributes, row.raw, row.flags) == (
+        ["overspeed"],
+        {"ignition": True},
+        b"\x7e",
+        Flag.NO_FIX,
+    )
+    assert row.alarms is not fix.alarms and row.attributes is not fix.attributes
+    (event,) = events
+    assert (event.terminal_id, event.time, event.received_at, event.protocol) == ("T1", NOW, later, "jt808")
+    assert (event.type, event.alarms, event.attributes, event.raw) == ("status", [], {"power_v": 12.5}, None)
