@@ -70,7 +70,7 @@ router = APIRouter(prefix="/api/v1", tags=["fleet"])
 REGISTRY_WRITERS = ("admin", "manager", "clerk")
 CATALOGUE_WRITERS = ("admin", "manager")
 FIELD_WORKERS = ("admin", "manager", "clerk", "technician")  # install and uninstall
-SWAPPERS = ("admin", "manager", "technician")
+SWAPPERS = ("admin", "manager", "clerk", "technician")  # the desk records the swap on the order
 
 _anyone = require_roles(*ALL_ROLES)
 _staff = require_roles(*STAFF_ROLES)

@@ -274,3 +274,34 @@ def test_a_part_is_priced_at_its_url_without_repeating_its_number(
     assert repeated.status_code == 200
     other = client.put(url, json={"part_number": "BAT", "name": "battery", "price": "1"}, headers=manager)
     assert other.status_code == 422 and "'BAT' in the body differs from 'GSM-ANT'" in other.json()["detail"]
+
+
+def test_the_service_desk_records_a_terminal_and_a_sim_swap(
+    sqlite_database: Database, client: TestClient, registry: Registry
+) -> None:
+    """The clerk who installs and uninstalls also enters the swaps written on a repair order."""
+    clerk = bearer(sqlite_database, "clerk")
+    swapped = client.post(
+        f"/api/v1/terminals/{registry.imeis[0]}/swap",
+        json={"new_device_id": registry.imeis[3], "reason": "no GNSS fix", "symptom": "antenna cut"},
+        headers=clerk,
+    )
+    assert swapped.status_code == 201, swapped.text
+    assert (swapped.json()["old_device_id"], swapped.json()["new_device_id"]) == (
+        registry.imeis[0],
+        registry.imeis[3],
+    )
+    sim = client.post(
+        f"/api/v1/sims/{registry.iccids[0]}/swap",
+        json={"new_iccid": registry.iccids[3], "reason": "SIM dead"},
+        headers=clerk,
+    )
+    assert sim.status_code == 201 and sim.json()["new_iccid"] == registry.iccids[3]
+    assert (
+        client.post(
+            f"/api/v1/sims/{registry.iccids[3]}/swap",
+            json={"new_iccid": registry.iccids[2], "reason": "x"},
+            headers=bearer(sqlite_database, "finance"),
+        ).status_code
+        == 403
+    )
