@@ -281,7 +281,7 @@ def to_rows(
             if flags:
                 for bit, name in FLAG_NAMES.items():
                     if flags & bit:
-                        metrics.FLAGGED_FIXES.labels(name).inc()
+                        metrics.tally(metrics.FLAGGED_FIXES, name).count += 1  # no lock per fix
             positions.append(
                 PositionRow(
                     terminal_id,

@@ -203,7 +203,7 @@ class Session:
             keep(frame, kind, reason, token)
 
     def _decode_failed(self, frame: bytes, kind: str, reason: str, at: datetime) -> None:
-        metrics.DECODE_ERRORS.labels(self.protocol, kind).inc()
+        metrics.tally(metrics.DECODE_ERRORS, self.protocol, kind).count += 1
         device_id = self.device_id or self.context.terminal_id
         if self._errors_logged < MAX_LOGGED_ERRORS:
             self._errors_logged += 1
@@ -302,7 +302,7 @@ class Session:
             services.hexlog.record(device_id or "?", self.protocol, self.transport, "in", frame)
         if device_id is None:
             if decoded.messages:
-                metrics.UNKNOWN_TERMINALS.labels(self.protocol, "anonymous").inc()
+                metrics.tally(metrics.UNKNOWN_TERMINALS, self.protocol, "anonymous").count += 1
                 self._done_without_reply(token)
                 return
             self._queue_reply(decoded.reply, token, durable=True, device_id=None)
@@ -313,7 +313,7 @@ class Session:
             if resolution.outcome == "disabled" or services.settings.unknown_terminal == "refuse":
                 self._refuse(resolution, token)
                 return
-            metrics.UNKNOWN_TERMINALS.labels(self.protocol, "quarantined").inc()
+            metrics.tally(metrics.UNKNOWN_TERMINALS, self.protocol, "quarantined").count += 1
             services.quarantine(device_id, self.protocol, self.transport, self.remote, frame)
         device_id = resolution.stored_id
         messages = decoded.messages
@@ -339,7 +339,7 @@ class Session:
 
     def _refuse(self, resolution: Resolution, token: Any) -> None:
         outcome = "disabled" if resolution.outcome == "disabled" else "refused"
-        metrics.UNKNOWN_TERMINALS.labels(self.protocol, outcome).inc()
+        metrics.tally(metrics.UNKNOWN_TERMINALS, self.protocol, outcome).count += 1
         self.refused_frames += 1
         self._done_without_reply(token)
         if self.refused_frames == 1 or self.refused_frames >= self.services.settings.unknown_terminal_tries:
