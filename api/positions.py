@@ -38,6 +38,7 @@ from store.queries import (
     latest_positions,
     track,
 )
+from store.tables.positions import terminal_state
 from store.tables.registry import installations, terminals, vehicles
 
 router = APIRouter(prefix="/api/v1", tags=["positions"])
@@ -145,7 +146,7 @@ def read_track(
     ``next_cursor`` until it is null."""
     start, end = _range(start, end, settings.store.track_max_days)
     with database.engine.connect() as conn:
-        terminal_id = stored_device_id(conn, terminal_id)
+        terminal_id = _known_terminal(conn, terminal_id)
         visible_start = _visible_start(conn, principal, terminal_id, start)
         try:
             after = decode_cursor(cursor) if cursor else None
@@ -192,7 +193,7 @@ def export_track(
     """The whole range in one file, streamed as it is read."""
     start, end = _range(start, end, settings.store.track_max_days)
     with database.engine.connect() as conn:
-        terminal_id = stored_device_id(conn, terminal_id)
+        terminal_id = _known_terminal(conn, terminal_id)
         visible_start = _visible_start(conn, principal, terminal_id, start)
     export = FORMATS[file_format]
     points: Iterable[TrackPoint] = (
@@ -217,6 +218,17 @@ def _range(start: datetime | None, end: datetime | None, max_days: float) -> tup
     except TrackQueryError as exc:
         raise _unprocessable(exc) from exc
     return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def _known_terminal(conn: Connection, terminal_id: str) -> str:
+    """The stored form of ``terminal_id``; 404 when neither the registry nor the store has heard
+    of it (a mistyped id gets an answer, not an empty track)."""
+    stored = stored_device_id(conn, terminal_id)
+    registered = select(terminals.c.id).where(terminals.c.device_id == stored)
+    reported = select(terminal_state.c.terminal_id).where(terminal_state.c.terminal_id == stored)
+    if conn.execute(registered).first() is None and conn.execute(reported).first() is None:
+        raise not_found("terminal", terminal_id)
+    return stored
 
 
 def _visible_start(conn: Connection, principal: Principal, terminal_id: str, start: datetime) -> datetime:

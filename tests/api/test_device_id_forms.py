@@ -75,3 +75,17 @@ def test_a_ticket_opened_under_the_short_form_is_the_terminals(
     assert again.status_code == 409  # the same terminal and fault: one open ticket
     listed = client.get("/api/v1/tickets", params={"terminal_id": STORED, "source": "manual"}, headers=clerk)
     assert [t["id"] for t in listed.json()["items"]] == [opened.json()["id"]]
+
+
+def test_a_mistyped_terminal_is_named_not_answered_with_an_empty_track(
+    reporting: tuple[Database, TestClient],
+) -> None:
+    database, client = reporting
+    noc = bearer(database, "noc")
+    for path in ("track", "track.csv"):
+        typo = client.get(f"/api/v1/terminals/13800183000/{path}", headers=noc)
+        assert typo.status_code == 404 and typo.json()["detail"] == "terminal 13800183000 not found"
+    with database.engine.begin() as conn:  # registered, never heard from: an empty track is the truth
+        service.create_terminal(conn, device_id="13800138001", model="JT-1")
+    quiet = client.get("/api/v1/terminals/13800138001/track", headers=noc)
+    assert quiet.status_code == 200 and quiet.json()["count"] == 0
