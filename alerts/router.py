@@ -187,7 +187,10 @@ def list_alerts(
     scope = principal.customer_scope if principal.customer_scope is not None else customer_id
     if scope is not None:
         query = query.where(alerts.c.customer_id == scope)
-    return _page(database, query, alerts.c.id, limit, offset, _json)
+    page = _page(database, query, alerts.c.id, limit, offset, _json)
+    with database.engine.connect() as conn:
+        _add_vehicle(conn, page["items"])
+    return page
 
 
 @router.get("/alerts/{alert_id}", summary="One alert")
@@ -196,9 +199,28 @@ def read_alert(
 ) -> dict[str, Any]:
     with database.engine.connect() as conn:
         row = alert_store.get_alert(conn, alert_id)
-    if row is None or not principal.can_see(row["customer_id"]):
-        raise not_found("alert", alert_id)
-    return _json(row)
+        if row is None or not principal.can_see(row["customer_id"]):
+            raise not_found("alert", alert_id)
+        return _add_vehicle(conn, [_json(row)])[0]
+
+
+def _add_vehicle(conn: Connection, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each alert with the plate and customer of the vehicle its terminal is in now: the NOC
+    calls about a vehicle, not a device id."""
+    from store.tables.registry import customers, installations, terminals, vehicles
+
+    rows = conn.execute(
+        select(terminals.c.device_id, vehicles.c.plate, customers.c.name)
+        .select_from(installations.join(terminals).join(vehicles).join(customers))
+        .where(
+            installations.c.valid_to.is_(None),
+            terminals.c.device_id.in_({item["terminal_id"] for item in items}),
+        )
+    )
+    vehicle = {device_id: (plate, customer) for device_id, plate, customer in rows}
+    for item in items:
+        item["plate"], item["customer_name"] = vehicle.get(item["terminal_id"], (None, None))
+    return items
 
 
 @router.post("/alerts/{alert_id}/acknowledge", summary="Acknowledge a raised alert, with a comment")

@@ -515,7 +515,7 @@ const alertsView = {
       h('div', { class: 'toolbar' }, h('label', { class: 'muted' }, `${t('state')} `, state),
         h('label', { class: 'muted' }, `${t('fault')} `, fault)),
       h('div', { class: 'tablewrap' }, h('table', { id: 'alert-table' },
-        h('thead', {}, h('tr', {}, ['device', 'fault', 'severity', 'state', 'raised_at', 'last_seen', 'occurrences', 'acknowledged', 'actions'].map((k) => h('th', {}, t(k))))),
+        h('thead', {}, h('tr', {}, ['device', 'customer', 'fault', 'severity', 'state', 'raised_at', 'last_seen', 'occurrences', 'acknowledged', 'actions'].map((k) => h('th', {}, t(k))))),
         h('tbody', {}))),
       h('div', { class: 'pager', id: 'pager' }));
   },
@@ -524,7 +524,7 @@ const alertsView = {
     const page = await api(`/api/v1/alerts?${query({ state: s.state, fault: s.fault, limit: s.limit, offset: s.offset })}`);
     if (!current(generation) || !$('view-alerts')) return;
     $('alert-table').tBodies[0].replaceChildren(...page.items.map(alertRow));
-    if (!page.items.length) $('alert-table').tBodies[0].append(emptyRow(9));
+    if (!page.items.length) $('alert-table').tBodies[0].append(emptyRow(10));
     renderPager($('pager'), page, s);
   },
 };
@@ -534,7 +534,9 @@ function alertRow(alert) {
     ? [t('ack_by', { who: alert.acknowledged_by || '—', when: ago(alert.acknowledged_at) }), alert.ack_comment ? h('div', { class: 'muted' }, alert.ack_comment) : null]
     : '—';
   return h('tr', { 'data-alert': alert.id },
-    h('td', {}, h('a', { href: `#/terminal/${encodeURIComponent(alert.terminal_id)}` }, alert.terminal_id)),
+    h('td', {}, h('a', { href: `#/terminal/${encodeURIComponent(alert.terminal_id)}` }, alert.terminal_id),
+      alert.plate ? h('div', { class: 'muted' }, alert.plate) : null),
+    h('td', {}, alert.customer_name || '—'),
     h('td', {}, label('f_', alert.fault)),
     h('td', {}, pill(alert.severity, label('sev_', alert.severity))),
     h('td', {}, pill(alert.state, label('s_', alert.state))),

@@ -101,6 +101,9 @@ def test_alerts_filter_and_acknowledge(api) -> None:  # type: ignore[no-untyped-
     [alert] = client.get(
         "/api/v1/alerts", params={"terminal_id": fleet.in_warranty}, headers=_h(tokens["noc"])
     ).json()["items"]
+    assert (alert["plate"], alert["customer_name"]) == ("A10001", "Acme Logistics")  # the vehicle it is in
+    one = client.get(f"/api/v1/alerts/{alert['id']}", headers=_h(tokens["noc"])).json()
+    assert one["plate"] == "A10001" and one["customer_name"] == "Acme Logistics"
     done = client.post(
         f"/api/v1/alerts/{alert['id']}/acknowledge",
         json={"comment": "customer informed"},

@@ -77,6 +77,7 @@ def test_tickets_alerts_quarantine_and_detail_views(live_api: LiveApi) -> None:
 
     alerts = text_of(_view(live_api, token, "alerts"))
     assert "Power cut" in alerts and "GNSS antenna cut" in alerts and "Acknowledge" in alerts
+    assert "沪B20002" in alerts and "Harbour Freight" in alerts  # the vehicle and customer of each alert
 
     quarantine = text_of(_view(live_api, token, "quarantine"))
     assert UNKNOWN_DEVICE in quarantine and "10.1.2.3:40112" in quarantine and "Claim" in quarantine
