@@ -78,9 +78,7 @@ def create_token(engine: Engine, *, role: str, customer_id: int | None = None, n
     if role not in ALL_ROLES:
         raise TokenError(f"unknown role {role!r}: choose one of {', '.join(sorted(ALL_ROLES))}")
     if role == Role.CUSTOMER and customer_id is None:
-        raise TokenError(
-            "a customer token needs a customer id (--customer ID): it sees only that customer's data"
-        )
+        raise TokenError("a customer token needs a customer id: it sees only that customer's data")
     if role != Role.CUSTOMER and customer_id is not None:
         raise TokenError(f"only customer tokens name a customer; a {role} token sees every customer")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)

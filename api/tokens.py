@@ -89,7 +89,8 @@ async def create(
             )
         )
     except TokenError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
+        hint = "; send customer_id" if body.role == Role.CUSTOMER and body.customer_id is None else ""
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"{exc}{hint}") from exc
     return TokenCreated(**TokenOut.of(new.info).model_dump(), token=new.token)
 
 

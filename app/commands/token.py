@@ -43,7 +43,8 @@ def handle_create(args: argparse.Namespace) -> int:
     try:
         new = create_token(database.engine, role=args.role, customer_id=args.customer, name=args.name)
     except TokenError as exc:
-        print(f"gpsfleet: {exc}", file=sys.stderr)
+        hint = "; pass --customer ID" if args.role == "customer" and args.customer is None else ""
+        print(f"gpsfleet: {exc}{hint}", file=sys.stderr)
         return 2
     finally:
         database.dispose()

@@ -42,6 +42,7 @@ def test_create_prints_the_token_alone_on_the_last_line(
 def test_customer_tokens_name_an_existing_customer(db_url: str, database: Database) -> None:
     missing = gpsfleet("token", "create", "--role", "customer", "--db", db_url)
     assert missing.returncode == 2 and "needs a customer id" in missing.stderr and missing.stdout == ""
+    assert missing.stderr.rstrip().endswith("; pass --customer ID")
     unknown = gpsfleet("token", "create", "--role", "customer", "--customer", "777", "--db", db_url)
     assert unknown.returncode == 2 and "customer 777 does not exist" in unknown.stderr
     customer_id = add_customer(database, "Acme Haulage")

@@ -55,6 +55,10 @@ def test_bad_requests_say_which_field_is_wrong(client: TestClient, database: Dat
     response = client.post("/api/v1/tokens", headers=admin, json={"role": "customer"})
     assert response.status_code == 422
     assert "needs a customer id" in response.json()["detail"]
+    assert (
+        response.json()["detail"].endswith("; send customer_id")
+        and "--customer" not in response.json()["detail"]
+    )
 
     response = client.get("/api/v1/tokens/abc", headers=admin)
     assert response.status_code == 422
