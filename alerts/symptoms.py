@@ -52,7 +52,7 @@ _WORDS: dict[str, Callable[[Any], str]] = {
     "last_fix_time": lambda v: "no fix ever" if v is None else f"last fix {utc_text(v)}",
     "lat": lambda v: f"latitude {_number(v)}",
     "lon": lambda v: f"longitude {_number(v)}",
-    "alarm": lambda v: f"the terminal reports the {v} alarm",
+    "alarm": lambda v: "raised by the terminal's own alarm",
     "power_v": lambda v: f"main power {_number(v)} V",
     "threshold_v": lambda v: f"threshold {_number(v)} V",
     "battery_level": lambda v: f"backup battery {_number(v)} %",

@@ -35,6 +35,9 @@ def test_values_keep_their_units_and_precision() -> None:
     assert describe_fault("clock_drift", {"drift_s": -3725}) == "clock drift: clock off by 1 h 2 min"
     assert describe_fault("no_fix", {"fault": {"last_fix_time": None}}) == "no fix: no fix ever"
     assert describe_fault("gnss_antenna_cut", {}) == "gnss antenna cut"
+    assert describe_fault("power_cut", {"fault": {"alarm": "power_cut"}}) == (
+        "power cut: raised by the terminal's own alarm"
+    )
     assert describe_fault("data_errors", {"fault": {"decode_errors_1h": 7, "checksum_errors_1h": 0}}) == (
         "data errors: 7 decode errors in the last hour, 0 checksum errors in the last hour"
     )
