@@ -205,21 +205,24 @@ def read_alert(
 
 
 def _add_vehicle(conn: Connection, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each alert with the plate and customer of the vehicle its terminal is in now: the NOC
+    """Each alert with the plate and customer of the vehicle its terminal is in now, when that
+    is still the alert's customer (a terminal moved on tells nobody where it went): the NOC
     calls about a vehicle, not a device id."""
     from store.tables.registry import customers, installations, terminals, vehicles
 
     rows = conn.execute(
-        select(terminals.c.device_id, vehicles.c.plate, customers.c.name)
+        select(terminals.c.device_id, customers.c.id, vehicles.c.plate, customers.c.name)
         .select_from(installations.join(terminals).join(vehicles).join(customers))
         .where(
             installations.c.valid_to.is_(None),
             terminals.c.device_id.in_({item["terminal_id"] for item in items}),
         )
     )
-    vehicle = {device_id: (plate, customer) for device_id, plate, customer in rows}
+    vehicle = {(device_id, owner): (plate, name) for device_id, owner, plate, name in rows}
     for item in items:
-        item["plate"], item["customer_name"] = vehicle.get(item["terminal_id"], (None, None))
+        item["plate"], item["customer_name"] = vehicle.get(
+            (item["terminal_id"], item["customer_id"]), (None, None)
+        )
     return items
 
 

@@ -207,3 +207,22 @@ def test_a_clerk_finds_tickets_by_plate_and_by_the_number_the_caller_reads_out(a
 
     unknown = client.get("/api/v1/tickets", params={"state": "bogus"}, headers=clerk)
     assert unknown.status_code == 422 and unknown.json()["detail"].count("open") == 2  # the list, the hint
+
+
+def test_an_alert_does_not_follow_its_terminal_to_another_customer(api, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    client, tokens, fleet = api
+    database = open_db(db_url)
+    try:
+        with database.engine.begin() as conn:  # the terminal goes to Other Co's new truck
+            service.uninstall(conn, device_id=fleet.in_warranty)
+            other = service.create_customer(conn, name="Other Co 2")
+            service.create_vehicle(conn, plate="C30001", customer_id=other["id"])
+            service.install(conn, device_id=fleet.in_warranty, plate="C30001")
+    finally:
+        database.dispose()
+    for role in ("noc", "customer"):
+        [alert] = client.get(
+            "/api/v1/alerts", params={"terminal_id": fleet.in_warranty}, headers=_h(tokens[role])
+        ).json()["items"]
+        assert alert["customer_id"] == fleet.customer_id
+        assert (alert["plate"], alert["customer_name"]) == (None, None), role
