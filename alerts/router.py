@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import Text, cast, func, select
 from sqlalchemy.engine import Connection
 
@@ -43,12 +43,21 @@ class Acknowledge(BaseModel):
 
 
 class NewTicket(BaseModel):
-    terminal_id: str = Field(min_length=1, max_length=64)
+    terminal_id: str | None = Field(default=None, min_length=1, max_length=64)
+    plate: str | None = Field(
+        default=None, min_length=1, max_length=40, description="instead of terminal_id: the vehicle's plate"
+    )
     fault: str | None = Field(default=None, max_length=40, description="a fault name, or none for 'reported'")
     symptoms: str | None = Field(default=None, max_length=4000)
     priority: str = Field(default="normal", pattern="^(urgent|high|normal|low)$")
     contact: str | None = Field(default=None, max_length=200)
     phone: str | None = Field(default=None, max_length=40)
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> NewTicket:
+        if (self.terminal_id is None) == (self.plate is None):
+            raise ValueError("name the terminal (terminal_id) or the vehicle (plate), one of them")
+        return self
 
 
 class Transition(BaseModel):
@@ -334,7 +343,7 @@ def open_ticket(
             row = ticket_store.open_by_hand(
                 conn,
                 settings,
-                terminal_id=body.terminal_id,
+                terminal_id=body.terminal_id or _terminal_in(conn, body.plate or ""),
                 actor=principal.name or principal.role,
                 at=now,
                 fault=body.fault,
@@ -348,6 +357,25 @@ def open_ticket(
     except ticket_store.DuplicateTicket as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
     return ticket_store.public(row, now)
+
+
+def _terminal_in(conn: Connection, plate: str) -> str:
+    """The terminal a caller means by the plate of the vehicle it is in."""
+    from fleet.errors import FleetError
+    from fleet.service import terminals_in_vehicle
+
+    try:
+        device_ids = terminals_in_vehicle(conn, plate)
+    except FleetError as exc:  # an unknown plate (404) or no plate at all (422)
+        raise HTTPException(exc.status, detail=exc.message) from exc
+    if not device_ids:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no terminal is installed in vehicle {plate}")
+    if len(device_ids) > 1:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            detail=f"vehicle {plate} holds terminals {', '.join(device_ids)}: name the terminal (terminal_id)",
+        )
+    return device_ids[0]
 
 
 @router.get("/tickets/{ticket_id}", summary="One ticket with its history")

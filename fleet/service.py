@@ -498,6 +498,18 @@ def terminal_by_device_id(conn: Connection, device_id: str) -> Record:
     return dict(exact_first._mapping)
 
 
+def terminals_in_vehicle(conn: Connection, plate: str) -> list[str]:
+    """Device ids of the terminals installed in the vehicle now (404 for an unknown plate)."""
+    vehicle = vehicle_by_plate(conn, plate)
+    query = (
+        select(terminals.c.device_id)
+        .select_from(installations.join(terminals))
+        .where(installations.c.vehicle_id == vehicle["id"], installations.c.valid_to.is_(None))
+        .order_by(terminals.c.device_id)
+    )
+    return list(conn.execute(query).scalars())
+
+
 def stored_device_id(conn: Connection, device_id: str) -> str:
     """The registry's form of a device id as typed (a JT/T 808 phone without its leading zero,
     a GT06 IMEI with one); the id as given when no terminal has it.  Positions, health, alerts

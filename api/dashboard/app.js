@@ -68,6 +68,7 @@ const I18N = {
     done: 'Done.', role: 'role', view_all: 'all',
     when: 'When', swap_kind: 'Swap', old_new: 'Old → new', performed_by: 'By',
     k_terminal: 'terminal', k_sim: 'SIM', plate_search: 'Vehicle plate',
+    or_plate: 'or the vehicle’s plate',
     dim_connectivity: 'Connectivity', dim_gnss: 'GNSS', dim_power: 'Main power', dim_battery: 'Backup battery',
     dim_gsm: 'GSM', dim_sim: 'SIM', dim_clock: 'Clock', dim_data_quality: 'Data quality',
     v_online: 'online', v_offline: 'offline', v_never_seen: 'never seen', v_fix: 'fix', v_no_fix: 'no fix',
@@ -121,6 +122,7 @@ const I18N = {
     done: '已完成。', role: '角色', view_all: '全部',
     when: '时间', swap_kind: '更换', old_new: '原 → 新', performed_by: '操作人',
     k_terminal: '终端', k_sim: 'SIM 卡', plate_search: '车牌号',
+    or_plate: '或车牌号',
     dim_connectivity: '连接', dim_gnss: '卫星定位', dim_power: '主电源', dim_battery: '备用电池',
     dim_gsm: 'GSM 信号', dim_sim: 'SIM 卡', dim_clock: '时钟', dim_data_quality: '数据质量',
     v_online: '在线', v_offline: '离线', v_never_seen: '从未上线', v_fix: '已定位', v_no_fix: '未定位',
@@ -636,7 +638,8 @@ function transitionDialog(ticket, to) {
 }
 
 function openTicketDialog(terminalId) {
-  const terminal = h('input', { name: 'terminal_id', required: true, value: terminalId, maxLength: 64 });
+  const terminal = h('input', { name: 'terminal_id', value: terminalId, maxLength: 64 });
+  const plate = h('input', { name: 'plate', maxLength: 40 });  // or the vehicle, as a caller names it
   const fault = h('select', { name: 'fault' }, h('option', { value: '' }, label('f_', 'reported')),
     FAULTS.map((f) => h('option', { value: f }, label('f_', f))));
   const priority = h('select', { name: 'priority' }, PRIORITIES.map((p) => h('option', { value: p, selected: p === 'normal' }, label('p_', p))));
@@ -644,12 +647,14 @@ function openTicketDialog(terminalId) {
   const contact = h('input', { name: 'contact', maxLength: 200 });
   const phone = h('input', { name: 'phone', maxLength: 40 });
   formDialog(t('open_ticket'), [
-    h('label', {}, t('device'), terminal), h('label', {}, t('fault'), fault), h('label', {}, t('priority'), priority),
+    h('label', {}, t('device'), terminal), h('label', {}, t('or_plate'), plate),
+    h('label', {}, t('fault'), fault), h('label', {}, t('priority'), priority),
     h('label', {}, t('symptoms'), symptoms), h('label', {}, t('contact'), contact), h('label', {}, t('phone'), phone),
   ], () => api('/api/v1/tickets', {
     method: 'POST',
     body: {
-      terminal_id: terminal.value.trim(), fault: fault.value || null, priority: priority.value,
+      terminal_id: terminal.value.trim() || null, plate: plate.value.trim() || null,
+      fault: fault.value || null, priority: priority.value,
       symptoms: symptoms.value || null, contact: contact.value || null, phone: phone.value || null,
     },
   }));

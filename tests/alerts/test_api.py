@@ -226,3 +226,18 @@ def test_an_alert_does_not_follow_its_terminal_to_another_customer(api, db_url: 
         ).json()["items"]
         assert alert["customer_id"] == fleet.customer_id
         assert (alert["plate"], alert["customer_name"]) == (None, None), role
+
+
+def test_a_caller_names_the_vehicle_by_its_plate(api) -> None:  # type: ignore[no-untyped-def]
+    client, tokens, fleet = api
+    clerk = _h(tokens["clerk"])
+    opened = client.post("/api/v1/tickets", json={"plate": "a 10003", "symptoms": "no sound"}, headers=clerk)
+    assert opened.status_code == 201, opened.text
+    assert opened.json()["terminal_id"] == fleet.healthy and opened.json()["vehicle_plate"] == "A10003"
+    unknown = client.post("/api/v1/tickets", json={"plate": "Z99999"}, headers=clerk)
+    assert unknown.status_code == 404 and unknown.json()["detail"] == "vehicle Z99999 not found"
+    for body in ({}, {"plate": "A10003", "terminal_id": fleet.healthy}):
+        both = client.post("/api/v1/tickets", json=body, headers=clerk)
+        assert (
+            both.status_code == 422 and "name the terminal (terminal_id) or the vehicle (plate)" in both.text
+        )

@@ -166,6 +166,18 @@ def test_find_the_tickets_of_a_vehicle_by_its_plate(live_api: LiveApi, admin_pag
     assert {ticket for ticket, _ in shown} == wanted and all("川D40004" in text for _, text in shown)
 
 
+def test_open_a_ticket_for_the_vehicle_a_caller_names(live_api: LiveApi, admin_page: Browser) -> None:
+    fleet = live_api.fleet
+    admin_page.evaluate("location.hash = '#/tickets'")
+    admin_page.wait_for("document.getElementById('open-ticket')")
+    admin_page.evaluate("document.getElementById('open-ticket').click()")
+    _submit_dialog(
+        admin_page, {"terminal_id": "", "plate": "沪b 20002", "fault": "weak_gsm", "symptoms": "calls drop"}
+    )
+    [opened] = _api(live_api, f"/api/v1/tickets?terminal_id={fleet.power_cut}&fault=weak_gsm")["items"]
+    assert opened["vehicle_plate"] == "沪B20002" and opened["symptoms"] == "calls drop"
+
+
 def test_claim_an_unknown_terminal(live_api: LiveApi, admin_page: Browser) -> None:
     admin_page.evaluate("location.hash = '#/quarantine'")
     admin_page.wait_for(f"document.querySelector('tr[data-quarantine=\"{UNKNOWN_DEVICE}\"] button')")
