@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 
 from alerts import router as alerts_router
-from api import dashboard, health, metrics, positions, tokens
+from api import dashboard, docs, health, metrics, positions, tokens
 from api.deps import RecentTokens
 from core.settings import Settings
 from fleet import router as fleet_router
@@ -54,7 +54,7 @@ def create_app(
             "Every endpoint needs `Authorization: Bearer <token>` (create one with "
             "`gpsfleet token create --role ROLE`); customer tokens see only their own customer."
         ),
-        docs_url="/docs",
+        docs_url=None,  # api/docs.py serves it without a CDN
         redoc_url=None,
         openapi_url="/openapi.json",
     )
@@ -68,6 +68,7 @@ def create_app(
     app.add_exception_handler(DatabaseUnavailable, _database_error)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _internal_error)
+    docs.mount(app)
     for router in OPERATIONS_ROUTERS:
         app.include_router(router)
     for router in ROUTERS if routers is None else routers:
