@@ -81,6 +81,17 @@ def describe_validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
     described = []
     for error in errors:
         location = [str(part) for part in error.get("loc", ())]
+        if error.get("type") == "json_invalid":  # loc is ("body", character offset)
+            reason = str((error.get("ctx") or {}).get("error", "")).strip()
+            at = f" at character {location[1]}" if len(location) > 1 else ""
+            described.append(
+                {
+                    "field": "body",
+                    "message": f"the body is not valid JSON ({reason or 'cannot be parsed'}{at})",
+                    "type": "json_invalid",
+                }
+            )
+            continue
         described.append(
             {
                 "field": ".".join(location) or "request",

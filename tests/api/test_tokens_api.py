@@ -64,6 +64,20 @@ def test_bad_requests_say_which_field_is_wrong(client: TestClient, database: Dat
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "path.token_id"
 
+    broken = b'{"role": "noc",'
+    response = client.post(
+        "/api/v1/tokens", headers={**admin, "content-type": "application/json"}, content=broken
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"] == [
+        {
+            "field": "body",
+            "message": "the body is not valid JSON (Expecting property name enclosed in double quotes "
+            f"at character {len(broken)})",
+            "type": "json_invalid",
+        }
+    ]
+
 
 def test_a_non_admin_cannot_mint_tokens(client: TestClient, database: Database) -> None:
     response = client.post("/api/v1/tokens", headers=bearer(database, "manager"), json={"role": "admin"})
