@@ -97,6 +97,7 @@ def registry_fields(
     cover = coverage(conn, context.device_id, at.date(), settings.warranty)
     return {
         "model_name": context.model_name,
+        "purchased_on": context.purchased_on,
         "sim_iccid": context.iccid,
         "sim_msisdn": context.msisdn,
         "vehicle_plate": context.plate,

@@ -52,7 +52,7 @@ const I18N = {
     ack_by: '{who}, {when}', open_states: 'Open', cleared_at: 'Cleared',
     tickets_title: 'Repair tickets', number: 'No.', priority: 'Priority', created: 'Opened',
     response_due: 'Response due', repair_due: 'Repair due', warranty: 'Warranty',
-    in_warranty: 'in warranty', out_of_warranty: 'out of warranty', until: 'until {date}',
+    in_warranty: 'in warranty', out_of_warranty: 'out of warranty', until: 'until {date}', purchased: 'bought {date}',
     open_ticket: 'Open a ticket', symptoms: 'Symptoms', contact: 'Contact', phone: 'Phone',
     actions: 'Actions', move_to: 'Move ticket {number} to “{state}”', overdue: 'overdue',
     reported: 'reported by customer', to_verify: 'fault cleared: verify', save: 'Save', cancel: 'Cancel',
@@ -106,7 +106,7 @@ const I18N = {
     ack_by: '{who}，{when}', open_states: '未关闭', cleared_at: '消除时间',
     tickets_title: '维修工单', number: '单号', priority: '优先级', created: '开单时间',
     response_due: '响应期限', repair_due: '修复期限', warranty: '保修',
-    in_warranty: '保修期内', out_of_warranty: '已过保', until: '至 {date}',
+    in_warranty: '保修期内', out_of_warranty: '已过保', until: '至 {date}', purchased: '购于 {date}',
     open_ticket: '新建工单', symptoms: '故障现象', contact: '联系人', phone: '电话',
     actions: '操作', move_to: '将工单 {number} 改为“{state}”', overdue: '已超时',
     reported: '客户报修', to_verify: '故障已消除，待核实', save: '保存', cancel: '取消',
@@ -612,7 +612,8 @@ const shorten = (text, n) => (text.length > n ? `${text.slice(0, n - 1)}…` : t
 function ticketRow(ticket) {
   const warranty = ticket.in_warranty == null ? '—'
     : [pill(ticket.in_warranty ? 'ok' : 'cut', ticket.in_warranty ? t('in_warranty') : t('out_of_warranty')),
-      ticket.warranty_until ? h('div', { class: 'muted' }, t('until', { date: fmtDate(ticket.warranty_until) })) : null];
+      ticket.warranty_until ? h('div', { class: 'muted' }, t('until', { date: fmtDate(ticket.warranty_until) })) : null,
+      ticket.purchased_on ? h('div', { class: 'muted' }, t('purchased', { date: fmtDate(ticket.purchased_on) })) : null];
   const moves = app.me && STAFF.includes(app.me.role)
     ? ticket.allowed_transitions.filter((to) => (TRANSITION_ROLES[to] || STAFF).includes(app.me.role)) : [];
   return h('tr', { 'data-ticket': ticket.id, class: ticket.response_overdue || ticket.repair_overdue ? 'late' : '' },

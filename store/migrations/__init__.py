@@ -11,6 +11,7 @@ from store.migrations import (
     m0004_gateway,
     m0005_alerts,
     m0006_state_fillfactor,
+    m0007_ticket_purchase_date,
 )
 
 MIGRATIONS: list[ModuleType] = [
@@ -20,4 +21,5 @@ MIGRATIONS: list[ModuleType] = [
     m0004_gateway,
     m0005_alerts,
     m0006_state_fillfactor,
+    m0007_ticket_purchase_date,
 ]

@@ -143,6 +143,7 @@ tickets = Table(
     Column("closed_at", UtcDateTime),
     Column("fault_cleared_at", UtcDateTime),
     Column("reopened", Integer, nullable=False, server_default="0"),
+    Column("purchased_on", Date),  # the terminal's, from the registry (migration 7)
 )
 # At most one open ticket per terminal and fault, whichever process or replay tries a second.
 Index(

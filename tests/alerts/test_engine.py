@@ -60,6 +60,8 @@ def test_antenna_cut_opens_a_ticket_with_the_coverage_of_the_day(setup) -> None:
     inside, outside = rows[fleet.in_warranty], rows[fleet.out_of_warranty]
     assert inside["in_warranty"] is True and outside["in_warranty"] is False
     assert inside["warranty_until"] > now.date() > outside["warranty_until"]
+    assert inside["purchased_on"] == (now - timedelta(days=30)).date()  # the repair order's purchase date
+    assert outside["purchased_on"] == (now - timedelta(days=800)).date()
     assert inside["fault"] == "gnss_antenna_cut" and inside["state"] == "open" and inside["source"] == "auto"
     assert inside["vehicle_plate"] == "A10001" and inside["sim_iccid"] == fleet.iccids[fleet.in_warranty]
     assert (inside["customer_name"], inside["contact"], inside["phone"]) == (
