@@ -799,7 +799,7 @@ function renderHealth(health) {
     gnss: health.last_lat != null ? `${health.last_lat.toFixed(5)}, ${health.last_lon.toFixed(5)}` : '',
     power: num(health.power_v, 1, ' V'), battery: health.battery_level != null ? num(health.battery_level, 0, ' %') : num(health.battery_v, 2, ' V'),
     gsm: num(health.gsm_signal, 0), sim: health.iccid_reported || '',
-    clock: health.clock_drift_s != null ? `${health.clock_drift_s.toFixed(0)} s` : '',
+    clock: health.clock_drift_s != null ? `${Math.round(health.clock_drift_s) || 0} s` : '',
     data_quality: `${health.decode_errors_1h || 0} / ${health.checksum_errors_1h || 0}`,
   };
   table.replaceChildren(
