@@ -13,9 +13,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, status
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from alerts import router as alerts_router
 from api import dashboard, docs, health, metrics, positions, tokens
@@ -65,6 +67,7 @@ def create_app(
     app.state.services = {}
     app.add_middleware(metrics.MetricsMiddleware)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DatabaseUnavailable, _database_error)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _internal_error)
@@ -110,6 +113,21 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
         {"detail": f"invalid request: {detail}", "errors": errors},
         status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
     )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """A 422 raised by hand has the shape of the validation 422s: ``detail`` and ``errors``."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == status.HTTP_422_UNPROCESSABLE_CONTENT and isinstance(exc.detail, str):
+        return JSONResponse(
+            {
+                "detail": exc.detail,
+                "errors": [{"field": "request", "message": exc.detail, "type": "invalid"}],
+            },
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+    return await http_exception_handler(request, exc)
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
