@@ -7,6 +7,7 @@ from __future__ import annotations
 import struct
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -327,11 +328,7 @@ def test_remembered_clock_hours_give_device_time(raw, zones):
 
 
 def test_a_zone_with_daylight_saving_time_is_not_remembered():
-    zoneinfo = pytest.importorskip("zoneinfo")
-    try:
-        berlin = zoneinfo.ZoneInfo("Europe/Berlin")
-    except zoneinfo.ZoneInfoNotFoundError:
-        pytest.skip("no time zone database")
+    berlin = ZoneInfo("Europe/Berlin")
     clock = DeviceClock(bcd=True)
     # 2024-03-31 01:30 and 03:30 in Berlin: the clocks went forward at 02:00 (UTC+1 -> UTC+2)
     before = clock.reading(0x24033101, 0x3000, berlin)
