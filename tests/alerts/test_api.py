@@ -91,7 +91,9 @@ def test_alerts_filter_and_acknowledge(api) -> None:  # type: ignore[no-untyped-
     assert typo.status_code == 422 and "unknown fault 'antenna_cut'" in typo.json()["detail"]
     assert "gnss_antenna_cut" in typo.json()["detail"]
     # the same shape as a validation 422: detail and an errors list
-    assert typo.json()["errors"] == [{"field": "request", "message": typo.json()["detail"], "type": "invalid"}]
+    assert typo.json()["errors"] == [
+        {"field": "request", "message": typo.json()["detail"], "type": "invalid"}
+    ]
     high = client.get("/api/v1/tickets", params={"priority": "HIGH"}, headers=_h(tokens["noc"]))
     assert high.status_code == 422 and high.json()["errors"][0]["field"] == "query.priority"
     assert (
