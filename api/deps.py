@@ -93,9 +93,10 @@ class RecentTokens:
         self._lock = threading.Lock()
 
     def remember(self, token: str, principal: Principal) -> None:
+        key = hash_token(token)
         with self._lock:
-            self._entries[hash_token(token)] = (time.monotonic(), principal)
-            self._entries.move_to_end(hash_token(token))
+            self._entries[key] = (time.monotonic(), principal)
+            self._entries.move_to_end(key)
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
 
