@@ -2,9 +2,9 @@
 transaction.  Duplicates are counted no-ops, so a batch retried after a lost connection
 stores nothing twice and leaves the states as they were.
 
-PostgreSQL takes the rows by binary COPY (``store.ingest_postgres``), SQLite by
-``executemany`` (``store.ingest_sqlite``); the terminal-state rules are shared
-(``store.ingest_prepare``).
+PostgreSQL takes the rows by binary COPY (``store.ingest_postgres``), SQLite by multi-row
+INSERTs built one slice ahead on a prepare thread (``store.ingest_sqlite``); the
+terminal-state rules are shared (``store.ingest_prepare``).
 """
 
 from __future__ import annotations

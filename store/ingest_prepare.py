@@ -173,33 +173,54 @@ class _Accumulator:
 def state_rows(batch: IngestBatch) -> list[tuple[Any, ...]]:
     """One row per terminal in the batch, in ``STATE_COLUMNS`` order, sorted by terminal
     (a fixed lock order, so concurrent writers cannot deadlock).  JSON values are text."""
-    states: dict[str, _Accumulator] = {}
-    # the loops are inlined: this runs for every row of every batch
-    for position in batch.positions:
-        acc = states.get(position.terminal_id)
-        received = position.received_at
+    states = StateBuilder()
+    states.add_positions(batch.positions)
+    states.add_events(batch.events)
+    return states.rows()
+
+
+class StateBuilder:
+    """``state_rows`` a part at a time: the parts of a batch are added in message order."""
+
+    def __init__(self) -> None:
+        self._states: dict[str, _Accumulator] = {}
+
+    def add_positions(self, positions: list[PositionRow]) -> None:
+        states = self._states
+        # the loop is inlined (it does what add_events does, and the fix): this runs for
+        # every row of every batch
+        for position in positions:
+            acc = states.get(position.terminal_id)
+            received = position.received_at
+            if acc is None:
+                acc = states[position.terminal_id] = _Accumulator(position.protocol, received)
+            elif received > acc.last_seen:
+                acc.last_seen = received
+                acc.protocol = position.protocol
+            if not position.flags and (acc.fix is None or position.fix_time > acc.fix.fix_time):
+                acc.fix = position
+            if position.attributes or position.alarms:
+                time = position.fix_time
+                _merge_later(acc, position, time if time < received else received)
+
+    def add_events(self, events: list[EventRow]) -> None:
+        for event in events:
+            acc = self._heard_from(event.terminal_id, event.protocol, event.received_at)
+            if event.attributes or event.alarms:
+                _merge_later(acc, event, min(event.time, event.received_at))
+
+    def _heard_from(self, terminal_id: str, protocol: str, received: datetime) -> _Accumulator:
+        acc = self._states.get(terminal_id)
         if acc is None:
-            acc = states[position.terminal_id] = _Accumulator(position.protocol, received)
+            acc = self._states[terminal_id] = _Accumulator(protocol, received)
         elif received > acc.last_seen:
             acc.last_seen = received
-            acc.protocol = position.protocol
-        if not position.flags and (acc.fix is None or position.fix_time > acc.fix.fix_time):
-            acc.fix = position
-        if position.attributes or position.alarms:
-            time = position.fix_time
-            _merge_later(acc, position, time if time < received else received)
-    for event in batch.events:
-        acc = states.get(event.terminal_id)
-        received = event.received_at
-        if acc is None:
-            acc = states[event.terminal_id] = _Accumulator(event.protocol, received)
-        elif received > acc.last_seen:
-            acc.last_seen = received
-            acc.protocol = event.protocol
-        if event.attributes or event.alarms:
-            time = event.time
-            _merge_later(acc, event, time if time < received else received)
-    return [_state_row(terminal_id, states[terminal_id]) for terminal_id in sorted(states)]
+            acc.protocol = protocol
+        return acc
+
+    def rows(self) -> list[tuple[Any, ...]]:
+        states = self._states
+        return [_state_row(terminal_id, states[terminal_id]) for terminal_id in sorted(states)]
 
 
 def _merge_later(acc: _Accumulator, row: PositionRow | EventRow, state_time: datetime) -> None:

@@ -82,6 +82,42 @@ def test_a_large_unsorted_batch_is_stored_whole_with_the_first_of_each_duplicate
     assert len(lats) == len(copies)  # the copies came first in the batch, so they won
 
 
+def test_absent_values_are_stored_as_null(database: Database) -> None:
+    bare = position(
+        "T1", 0, altitude_m=None, speed_kmh=None, course=None, satellites=None, hdop=None, raw=None
+    )
+    PositionWriter(database).write(IngestBatch([bare], [event("T1", 5, raw=None)]))
+    with database.engine.connect() as conn:
+        stored = conn.execute(select(positions)).one()
+    absent = ("altitude_m", "speed_kmh", "course", "satellites", "hdop", "alarms", "attributes", "raw")
+    assert {column: getattr(stored, column) for column in absent} == dict.fromkeys(absent)
+    state = state_of(database, "T1")
+    assert state["altitude_m"] is None and state["power_v"] is None and state["alarms"] is None
+    assert state["lat"] == bare.lat
+
+
+def test_a_batch_of_many_statements_keeps_every_row_and_each_terminals_newest_state(
+    database: Database,
+) -> None:
+    # 3,001 rows: more than one multi-row statement takes, with a remainder of odd size;
+    # each terminal's newest fix and attribute values sit in the batch's last statement
+    rows = [
+        position(f"T{n % 3}", n, lat=n * 1e-3, attributes={"odometer_m": n, f"seen_{n % 5}": n})
+        for n in range(3001)
+    ]
+    result = PositionWriter(database).write(IngestBatch(rows))
+    assert (result.inserted, result.duplicates) == (3001, 0)
+    assert count(database, positions) == 3001
+    for terminal in range(3):
+        newest = max(n for n in range(3001) if n % 3 == terminal)
+        state = state_of(database, f"T{terminal}")
+        assert (state["lat"], state["odometer_m"]) == (newest * 1e-3, float(newest))
+        latest_seen = {
+            f"seen_{k}": max(n for n in range(3001) if n % 3 == terminal and n % 5 == k) for k in range(5)
+        }
+        assert state["attributes"] == {"odometer_m": newest, **latest_seen}
+
+
 def test_events_are_unique_on_terminal_time_and_type(database: Database) -> None:
     writer = PositionWriter(database)
     batch = IngestBatch(events=[event("T1", 0), event("T1", 0), event("T1", 0, type="login"), event("T2", 0)])
