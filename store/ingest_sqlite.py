@@ -45,6 +45,9 @@ NULL = float("nan")
 # Rows per statement at most: 16 position columns x 1,024 rows stays under SQLite's
 # default cap of 32,766 bound variables; a build with a lower cap gets smaller slices.
 MAX_SLICE_ROWS = 1024
+# Below this many positions a batch is prepared in the writer's thread: handing slices to
+# the prepare thread and back (tens of microseconds each) would cost more than it saves.
+PREPARE_THREAD_MIN_ROWS = 256
 
 
 class _Statement(NamedTuple):
@@ -127,7 +130,7 @@ def write_batch(conn: sqlite3.Connection, info: dict[str, Any], batch: IngestBat
     ]
     jobs.append(partial(_event_and_state_statements, batch.events, states, variables))
     result = WriteResult()
-    prepared = _one_ahead(jobs)
+    prepared = _one_ahead(jobs, on_thread=len(batch.positions) >= PREPARE_THREAD_MIN_ROWS)
     conn.execute("BEGIN IMMEDIATE")
     try:
         for statements in prepared:
@@ -220,11 +223,14 @@ _prepare_thread: ThreadPoolExecutor | None = None
 _prepare_thread_lock = threading.Lock()
 
 
-def _one_ahead(jobs: list[Callable[[], list[_Statement]]]) -> Generator[list[_Statement], None, None]:
+def _one_ahead(
+    jobs: list[Callable[[], list[_Statement]]], *, on_thread: bool
+) -> Generator[list[_Statement], None, None]:
     """The jobs' results in order, each job run on the prepare thread while the caller
-    uses the result before it.  A single job runs in the caller's thread."""
-    if len(jobs) == 1:
-        yield jobs[0]()
+    uses the result before it; in the caller's thread unless ``on_thread``."""
+    if not on_thread or len(jobs) == 1:
+        for job in jobs:
+            yield job()
         return
     executor = _executor()
     future = executor.submit(jobs[0])

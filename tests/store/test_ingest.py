@@ -279,6 +279,18 @@ def test_a_batch_the_database_refuses_is_rolled_back_whole(database: Database) -
     assert writer.write(IngestBatch([position("T1", 0)])).inserted == 1  # the writer goes on
 
 
+def test_a_bad_row_deep_in_a_large_batch_rolls_back_the_whole_batch(database: Database) -> None:
+    # on SQLite the last slices are built on the prepare thread while the first are written
+    rows = [position(f"T{n % 5}", n) for n in range(2999)]
+    rows.append(position("T9", 0, fix_time=datetime(2026, 1, 1)))  # naive: a caller's bug
+    writer = PositionWriter(database)
+    with pytest.raises(WriteFailed) as failure:
+        writer.write(IngestBatch(rows))
+    assert failure.value.retryable is False
+    assert count(database, positions) == 0 and count(database, terminal_state) == 0
+    assert writer.write(IngestBatch(rows[:-1])).inserted == 2999  # the writer goes on
+
+
 def test_a_batch_cut_off_by_a_lost_connection_is_stored_once_when_retried(pg_url: str) -> None:
     database = open_database(pg_url)
     writer = PositionWriter(database)
