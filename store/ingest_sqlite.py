@@ -16,6 +16,7 @@ the small ones first, so the writer starts at once, then full slices.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Generator, Iterator
@@ -219,7 +220,7 @@ _UPSERT_STATE = state_upsert_sql(
 )
 
 
-_prepare_thread: ThreadPoolExecutor | None = None
+_prepare_thread: tuple[int, ThreadPoolExecutor] | None = None  # (process id, executor)
 _prepare_thread_lock = threading.Lock()
 
 
@@ -242,11 +243,16 @@ def _one_ahead(
 
 
 def _executor() -> ThreadPoolExecutor:
+    """The process's prepare thread.  A forked child inherits the executor but not its
+    thread, and would wait forever on it: the child starts its own."""
     global _prepare_thread
     with _prepare_thread_lock:
-        if _prepare_thread is None:
-            _prepare_thread = ThreadPoolExecutor(1, thread_name_prefix="gpsfleet-sqlite-prepare")
-        return _prepare_thread
+        if _prepare_thread is None or _prepare_thread[0] != os.getpid():
+            _prepare_thread = (
+                os.getpid(),
+                ThreadPoolExecutor(1, thread_name_prefix="gpsfleet-sqlite-prepare"),
+            )
+        return _prepare_thread[1]
 
 
 _STATE_BOOLS = tuple(STATE_COLUMNS.index(c) for c in ("valid", "power_cut", "ignition", "charging"))

@@ -3,6 +3,7 @@ SQLite that binds fewer variables per statement."""
 
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -54,4 +55,32 @@ def test_a_build_with_a_low_variable_cap_still_takes_large_batches(tmp_path: Pat
             select(terminal_state.c.fix_time).where(terminal_state.c.terminal_id == "T3")
         ).scalar_one()
     assert newest == rows[-1].fix_time
+    database.dispose()
+
+
+def _write_in_child(url: str) -> None:
+    database = open_database(url, migrate=False)
+    rows = [position(f"C{n % 3}", n) for n in range(2000)]
+    assert PositionWriter(database).write(IngestBatch(rows)).inserted == 2000
+    database.dispose()
+
+
+def test_a_forked_process_writes_large_batches_too(tmp_path: Path) -> None:
+    """The child of a fork inherits the parent's prepare-thread executor without its thread."""
+    url = f"sqlite:///{tmp_path / 'forked.db'}"
+    database = open_database(url)
+    assert (
+        PositionWriter(database).write(IngestBatch([position(f"P{n % 3}", n) for n in range(2000)])).inserted
+        == 2000
+    )
+    database.dispose()
+    child = multiprocessing.get_context("fork").Process(target=_write_in_child, args=(url,))
+    child.start()
+    child.join(60)
+    if child.is_alive():
+        child.kill()
+    assert child.exitcode == 0
+    database = open_database(url)
+    with database.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(positions)).scalar_one() == 4000
     database.dispose()
