@@ -13,6 +13,7 @@ from sqlalchemy import Text, cast, func, select
 from sqlalchemy.engine import Connection
 
 from alerts import alerts as alert_store
+from alerts import reports
 from alerts import tickets as ticket_store
 from alerts.health import DIMENSIONS, get_health, new_health
 from alerts.rules import FAULTS
@@ -27,6 +28,7 @@ ANYONE = require_roles(*STAFF_ROLES, "customer")
 NOC = require_roles("admin", "manager", "noc")
 DESK = require_roles("admin", "manager", "noc", "clerk")
 STAFF = require_roles(*STAFF_ROLES)
+REPORTERS = require_roles("admin", "manager", "finance")
 # Who may move a ticket into each state (approval and dispatch are the manager's, rule 3).
 TRANSITION_ROLES: dict[str, frozenset[str]] = {
     ticket_store.APPROVED: frozenset({"admin", "manager"}),
@@ -445,3 +447,28 @@ def _page(database: Database, query: Any, order: Any, limit: int, offset: int, s
         rows = conn.execute(query.order_by(order.desc()).limit(limit).offset(offset)).mappings()
         items = [shape(dict(r)) for r in rows]
     return {"total": total, "limit": limit, "offset": offset, "items": items}
+
+
+# --------------------------------------------------------------------------- reports
+
+
+@router.get(
+    "/reports/tickets",
+    summary="Monthly or quarterly ticket report: volumes, SLA met, response and repair hours, "
+    "faults per terminal model (rules 12 and 13)",
+)
+def ticket_report(
+    period: str | None = Query(
+        None, description="a month (2026-11) or a quarter (2026-Q4); default: last month"
+    ),
+    tz: str = Query("UTC", description="the zone of the period's bounds, an IANA name such as Asia/Shanghai"),
+    principal: Principal = Depends(REPORTERS),
+    database: Database = Depends(get_database),
+) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    try:
+        chosen = reports.parse_period(period, tz) if period else reports.last_month(now, tz)
+    except ValueError as exc:
+        raise HTTPException(422, detail=str(exc)) from exc
+    with database.engine.connect() as conn:
+        return reports.ticket_report(conn, chosen, now)

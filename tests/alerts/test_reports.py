@@ -1,0 +1,185 @@
+"""The monthly and quarterly ticket report: periods, volumes, SLA, hours, faults per model,
+and who may read it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from alerts import reports
+from alerts import tickets as ticket_store
+from api.app import create_app
+from api.auth import create_token
+from core.settings import Settings
+from store.db import Database
+from tests.alerts.support import Fleet, build_fleet, open_db
+
+NOV = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def test_a_month_and_a_quarter_are_bounded_in_the_zone_asked_for() -> None:
+    month = reports.parse_period("2026-11", "Asia/Shanghai")
+    assert (month.label, month.start.astimezone(UTC), month.end.astimezone(UTC)) == (
+        "2026-11",
+        datetime(2026, 10, 31, 16, tzinfo=UTC),
+        datetime(2026, 11, 30, 16, tzinfo=UTC),
+    )
+    quarter = reports.parse_period("2026-q4")
+    assert (quarter.label, quarter.start, quarter.end) == (
+        "2026-Q4",
+        datetime(2026, 10, 1, tzinfo=UTC),
+        datetime(2027, 1, 1, tzinfo=UTC),
+    )
+    assert reports.parse_period("2027Q1").end == datetime(2027, 4, 1, tzinfo=UTC)
+    assert reports.last_month(datetime(2026, 1, 15, tzinfo=UTC)).label == "2025-12"
+    # 31 December 20:00 UTC is already January in Shanghai: last month is December there
+    assert reports.last_month(datetime(2026, 12, 31, 20, tzinfo=UTC), "Asia/Shanghai").label == "2026-12"
+
+
+@pytest.mark.parametrize(
+    ("period", "tz", "message"),
+    [
+        ("2026-13", "UTC", "not 01–12"),
+        ("2026-Q5", "UTC", "neither a month"),
+        ("November", "UTC", "neither a month"),
+        ("2026-11", "Mars/Olympus", "unknown time zone"),
+    ],
+)
+def test_a_period_that_cannot_be_read_says_why(period: str, tz: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        reports.parse_period(period, tz)
+
+
+@pytest.fixture
+def desk(db_url: str) -> Any:
+    database = open_db(db_url)
+    fleet = build_fleet(database, now=NOV - timedelta(days=30))
+    yield database, fleet, Settings(db=db_url)
+    database.dispose()
+
+
+def _open(database: Database, settings: Settings, terminal: str, at: datetime, **values: Any) -> int:
+    with database.engine.begin() as conn:
+        row = ticket_store.open_by_hand(conn, settings, terminal_id=terminal, actor="clerk", at=at, **values)
+    return int(row["id"])
+
+
+def _move(database: Database, ticket_id: int, *steps: tuple[str, datetime]) -> None:
+    with database.engine.begin() as conn:
+        for state, at in steps:
+            ticket_store.transition(conn, ticket_id, state, actor="manager", at=at)
+
+
+def _repair_path(start: datetime, responded_h: float, resolved_h: float) -> list[tuple[str, datetime]]:
+    return [
+        ("approved", start + timedelta(hours=responded_h)),
+        ("dispatched", start + timedelta(hours=responded_h)),
+        ("in_progress", start + timedelta(hours=responded_h + 0.5)),
+        ("resolved", start + timedelta(hours=resolved_h)),
+    ]
+
+
+def _november(desk: Any) -> tuple[Database, Fleet, dict[str, Any]]:
+    database, fleet, settings = desk
+    a_at = datetime(2026, 11, 3, 10, tzinfo=UTC)
+    a = _open(database, settings, fleet.in_warranty, a_at, priority="urgent", fault="gnss_antenna_cut")
+    _move(database, a, *_repair_path(a_at, 1, 30))  # responded in time (2 h), repaired late (24 h)
+    _open(database, settings, fleet.out_of_warranty, datetime(2026, 11, 10, tzinfo=UTC), fault="offline")
+    c = _open(database, settings, fleet.healthy, datetime(2026, 11, 20, tzinfo=UTC), priority="high")
+    _move(database, c, ("cancelled", datetime(2026, 11, 20, 1, tzinfo=UTC)))
+    d_at = datetime(2026, 10, 30, tzinfo=UTC)  # October's, repaired in November
+    d = _open(database, settings, fleet.healthy, d_at, fault="power_cut")
+    _move(database, d, *_repair_path(d_at, 2, 72))
+    _open(
+        database,
+        settings,
+        fleet.in_warranty,
+        datetime(2026, 11, 29, tzinfo=UTC),
+        priority="low",
+        fault="offline",
+    )
+    with database.engine.connect() as conn:
+        report = reports.ticket_report(
+            conn, reports.parse_period("2026-11"), datetime(2026, 11, 30, 12, tzinfo=UTC)
+        )
+    return database, fleet, report
+
+
+def test_the_report_counts_a_months_tickets_and_what_was_finished_in_it(desk: Any) -> None:
+    _, _, report = _november(desk)
+    counts = report["tickets"]
+    assert counts["opened"] == 4  # October's ticket is not November's
+    assert counts["by_source"] == {"manual": 4}
+    assert counts["by_priority"] == {"urgent": 1, "high": 1, "normal": 1, "low": 1}
+    assert counts["by_fault"] == {"offline": 2, "gnss_antenna_cut": 1, "reported": 1}
+    assert (counts["cancelled"], counts["reopened"]) == (1, 0)
+    assert counts["resolved_in_period"] == 2  # November's urgent one and October's
+    assert counts["closed_in_period"] == 0  # a cancelled ticket is not a closed one
+    assert counts["open_at_end"] == 2
+    assert report["warranty"] == {"in": 3, "out": 1, "unknown": 0}
+
+
+def test_the_report_measures_sla_and_hours_and_leaves_cancelled_tickets_out(desk: Any) -> None:
+    _, _, report = _november(desk)
+    # responded: the urgent one in 1 h (met); the normal one never, 24 h long past (missed);
+    # the low one not yet, due 2 December (pending)
+    assert report["sla"]["response"] == {"met": 1, "missed": 1, "pending": 1, "met_percent": 50.0}
+    assert report["sla"]["repair"] == {"met": 0, "missed": 2, "pending": 1, "met_percent": 0.0}
+    assert report["hours"]["response"] == {"count": 1, "mean": 1.0, "median": 1.0, "p90": 1.0}
+    assert report["hours"]["repair"] == {"count": 1, "mean": 30.0, "median": 30.0, "p90": 30.0}
+
+
+def test_the_report_gives_faults_per_terminal_model(desk: Any) -> None:
+    _, _, report = _november(desk)
+    assert report["by_model"] == [
+        {
+            "model": "GT06N",
+            "tickets": 4,
+            "terminals": 3,
+            "tickets_per_100_terminals": 133.3,
+            "faults": {"offline": 2, "gnss_antenna_cut": 1, "reported": 1},
+        }
+    ]
+
+
+def test_a_ticket_belongs_to_the_month_of_the_zone_the_report_is_for(desk: Any) -> None:
+    database, fleet, settings = desk
+    _open(
+        database, settings, fleet.healthy, datetime(2026, 10, 31, 17, tzinfo=UTC)
+    )  # 1 November, 01:00 in Shanghai
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    with database.engine.connect() as conn:
+        utc = reports.ticket_report(conn, reports.parse_period("2026-11"), now)
+        shanghai = reports.ticket_report(conn, reports.parse_period("2026-11", "Asia/Shanghai"), now)
+    assert (utc["tickets"]["opened"], shanghai["tickets"]["opened"]) == (0, 1)
+    assert shanghai["period"]["start"] == "2026-11-01T00:00:00+08:00"
+
+
+def test_managers_and_finance_read_the_report_and_others_may_not(desk: Any) -> None:
+    database, fleet, settings = desk
+    _november(desk)
+    tokens = {
+        role: create_token(database.engine, role=role).token
+        for role in ("manager", "finance", "clerk", "noc")
+    }
+    tokens["customer"] = create_token(database.engine, role="customer", customer_id=fleet.customer_id).token
+    with TestClient(create_app(settings, database)) as client:
+
+        def get(token: str | None, **params: str) -> Any:
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            return client.get("/api/v1/reports/tickets", params=params, headers=headers)
+
+        answer = get(tokens["manager"], period="2026-Q4", tz="UTC")
+        assert answer.status_code == 200
+        assert (answer.json()["period"]["label"], answer.json()["tickets"]["opened"]) == ("2026-Q4", 5)
+        assert get(tokens["finance"], period="2026-11").json()["tickets"]["opened"] == 4
+        assert get(tokens["manager"]).json()["period"]["label"] == reports.last_month(datetime.now(UTC)).label
+        assert get(None, period="2026-11").status_code == 401
+        for role in ("clerk", "noc", "customer"):
+            assert get(tokens[role], period="2026-11").status_code == 403
+        refused = get(tokens["manager"], period="2026-11", tz="Nowhere/City")
+        assert refused.status_code == 422 and "unknown time zone" in refused.text
+        assert "neither a month" in get(tokens["manager"], period="Q4").text
