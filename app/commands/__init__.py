@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from app.commands import bench, config, decode, demo, fleet, serve, simulate, token
+from app.commands import bench, config, decode, demo, fleet, report, serve, simulate, token
 
 COMMANDS: list[ModuleType] = [
     serve,
     token,
     fleet,
+    report,
     config,
     bench,
     decode,

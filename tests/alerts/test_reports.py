@@ -3,6 +3,7 @@ and who may read it."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -183,3 +184,23 @@ def test_managers_and_finance_read_the_report_and_others_may_not(desk: Any) -> N
         refused = get(tokens["manager"], period="2026-11", tz="Nowhere/City")
         assert refused.status_code == 422 and "unknown time zone" in refused.text
         assert "neither a month" in get(tokens["manager"], period="Q4").text
+
+
+def test_the_report_command_prints_a_table_or_the_apis_json(
+    desk: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database, _, settings = desk
+    _november(desk)
+    from app.cli import main
+
+    assert main(["report", "tickets", "--db", settings.db, "--period", "2026-11"]) == 0
+    table = capsys.readouterr().out
+    assert "Repair tickets 2026-11" in table and "opened            4  (manual 4)" in table
+    assert "GT06N                   4          3    133.3" in table
+    assert main(["report", "tickets", "--db", settings.db, "--period", "2026-Q4", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["period"]["label"], report["tickets"]["opened"]) == ("2026-Q4", 5)
+    assert (
+        main(["report", "tickets", "--db", settings.db, "--period", "2026-11", "--tz", "Mars/Olympus"]) == 2
+    )
+    assert "unknown time zone 'Mars/Olympus'" in capsys.readouterr().err
