@@ -15,6 +15,7 @@ const MAY = {
   openTicket: ['admin', 'manager', 'noc', 'clerk'],
   quarantine: STAFF,
   claim: ['admin', 'manager', 'noc'],
+  reports: ['admin', 'manager', 'finance'],
 };
 const TRANSITION_ROLES = {
   approved: ['admin', 'manager'],
@@ -87,6 +88,20 @@ const I18N = {
     p_urgent: 'urgent', p_high: 'high', p_normal: 'normal', p_low: 'low',
     r_stock: 'in stock', r_installed: 'installed', r_returned_for_repair: 'returned for repair', r_scrapped: 'scrapped',
     sev_critical: 'critical', sev_major: 'major', sev_minor: 'minor',
+    nav_reports: 'Reports', reports_title: 'Ticket report', period: 'Period', month: 'Month', quarter: 'Quarter',
+    zone: 'Time zone', show_report: 'Show', period_help: 'a month (2026-11) or a quarter (2026-Q4)',
+    report_span: '{label}, {tz}: {start} to {end}', generated: 'figures as of {when}',
+    not_allowed: 'Reports are for admin, manager and finance tokens; this {role} token may not read them.',
+    volumes: 'Tickets', opened: 'Opened in period', reopened: 'of them reopened', cancelled_n: 'of them cancelled',
+    resolved_in_period: 'Resolved in period', closed_in_period: 'Closed in period', open_at_end: 'Open at period end',
+    by_source: 'By source', source: 'Source', src_auto: 'automatic (from an alert)', src_manual: 'by hand',
+    by_priority: 'By priority', by_fault: 'By fault', tickets_n: 'Tickets', share: 'Share',
+    sla_title: 'Service level (SLA)', sla_kind: 'Deadline', sla_response: 'Response', sla_repair: 'Repair',
+    met: 'Met', missed: 'Missed', pending: 'Pending (not yet due)', met_percent: 'Met %',
+    hours_title: 'Hours to response and repair', counted: 'Tickets counted', median: 'Median', p90: '90th percentile',
+    mean: 'Mean', by_model: 'By terminal model', terminals_n: 'Terminals registered',
+    per_100: 'Tickets per 100 terminals', model_faults: 'Faults', warranty_title: 'Warranty',
+    w_in: 'In warranty', w_out: 'Out of warranty', w_unknown: 'Unknown',
   },
   zh: {
     title: 'gpsfleet 监控中心', nav_terminals: '终端', nav_alerts: '告警', nav_tickets: '维修工单',
@@ -141,6 +156,20 @@ const I18N = {
     p_urgent: '紧急', p_high: '高', p_normal: '普通', p_low: '低',
     r_stock: '库存', r_installed: '已安装', r_returned_for_repair: '返修中', r_scrapped: '已报废',
     sev_critical: '严重', sev_major: '重要', sev_minor: '次要',
+    nav_reports: '报表', reports_title: '工单报表', period: '统计周期', month: '月度', quarter: '季度',
+    zone: '时区', show_report: '查询', period_help: '月份（2026-11）或季度（2026-Q4）',
+    report_span: '{label}，{tz}：{start} 至 {end}', generated: '数据截至 {when}',
+    not_allowed: '报表仅限管理员（admin）、经理（manager）和财务（finance）查看；当前 {role} 令牌无权查看。',
+    volumes: '工单数量', opened: '本期新开', reopened: '其中重新打开', cancelled_n: '其中已取消',
+    resolved_in_period: '本期修复', closed_in_period: '本期关闭', open_at_end: '期末未完成',
+    by_source: '按来源', source: '来源', src_auto: '自动（由告警生成）', src_manual: '人工开单',
+    by_priority: '按优先级', by_fault: '按故障', tickets_n: '工单数', share: '占比',
+    sla_title: '服务时限（SLA）', sla_kind: '时限', sla_response: '响应', sla_repair: '修复',
+    met: '达标', missed: '超时', pending: '未到期', met_percent: '达标率',
+    hours_title: '响应与修复用时（小时）', counted: '计入工单', median: '中位数', p90: '90% 分位',
+    mean: '平均', by_model: '按终端型号', terminals_n: '登记终端数',
+    per_100: '每百台终端工单数', model_faults: '故障', warranty_title: '保修',
+    w_in: '保修期内', w_out: '已过保', w_unknown: '未知',
   },
 };
 
@@ -157,6 +186,7 @@ const app = {
   track: null, // {key, at, page}: the track is fetched again only every TRACK_MS or when asked for another
   tickets: { state: 'open', priority: '', plate: '', offset: 0, limit: 100 },
   quarantine: { status: '' },
+  reports: { period: '', tz: '', shown: null, fetches: 0 }, // shown: {key, report, error}: fetched once per period and zone
   summary: null,
 };
 
@@ -345,6 +375,7 @@ function banner(message, kind) {
 function renderChrome() {
   const views = ['terminals', 'alerts', 'tickets'];
   if (may('quarantine')) views.push('quarantine');
+  if (may('reports')) views.push('reports');
   $('nav').replaceChildren(...views.map((view) => h('a', {
     href: `#/${view}`, id: `nav-${view}`, class: app.route.view === view ? 'active' : '',
   }, t(`nav_${view}`))));
@@ -355,7 +386,7 @@ function renderChrome() {
 
 function readRoute() {
   const [view, ...rest] = location.hash.replace(/^#\/?/, '').split('/');
-  const known = ['terminals', 'alerts', 'tickets', 'quarantine', 'terminal'];
+  const known = ['terminals', 'alerts', 'tickets', 'quarantine', 'reports', 'terminal'];
   app.route = { view: known.includes(view) ? view : 'terminals', arg: rest.length ? decodeURIComponent(rest.join('/')) : null };
   for (const a of document.querySelectorAll('nav a')) a.classList.toggle('active', a.id === `nav-${app.route.view}`);
 }
@@ -721,6 +752,168 @@ function claimDialog(row) {
     () => api(`/api/v1/gateway/quarantine/${encodeURIComponent(row.device_id)}/claim`, { method: 'POST', body: { note: note.value || null } }));
 }
 
+// --------------------------------------------------------------------------- reports view
+
+// The monthly or quarterly ticket report (rules 12 and 13). Fetched once per period and zone
+// (the poll only redraws it); "Show" fetches it again.
+const reportsView = {
+  skeleton() {
+    if (!may('reports')) {
+      return h('section', { id: 'view-reports' }, h('h1', {}, t('reports_title')),
+        h('p', { class: 'panel', id: 'report-refused' }, t('not_allowed', { role: app.me.role })));
+    }
+    const s = app.reports;
+    if (!s.tz) s.tz = browserZone();
+    if (!s.period) s.period = lastPeriod('month', s.tz);
+    const period = h('input', { id: 'report-period', name: 'period', value: s.period, list: 'report-periods', maxLength: 20, size: 10, title: t('period_help'), required: true });
+    const zone = h('input', { id: 'report-tz', name: 'tz', value: s.tz, list: 'report-zones', maxLength: 64, size: 18, required: true });
+    const kind = h('select', { id: 'report-kind', onchange: () => { period.value = lastPeriod(kind.value, zone.value.trim()); } },
+      ['month', 'quarter'].map((k) => h('option', { value: k, selected: periodKind(s.period) === k }, t(k))));
+    const show = (event) => {
+      event.preventDefault();
+      s.period = period.value.trim();
+      s.tz = zone.value.trim();
+      s.shown = null;
+      refresh();
+    };
+    return h('section', { id: 'view-reports' },
+      h('h1', {}, t('reports_title')),
+      h('form', { class: 'toolbar', id: 'report-form', onsubmit: show },
+        h('label', { class: 'muted' }, `${t('period')} `, kind, ' ', period),
+        h('label', { class: 'muted' }, `${t('zone')} `, zone),
+        h('button', { class: 'primary', type: 'submit' }, t('show_report')),
+        h('span', { class: 'muted' }, t('period_help')),
+        h('datalist', { id: 'report-periods' }, recentPeriods(s.tz).map((p) => h('option', { value: p }))),
+        h('datalist', { id: 'report-zones' }, knownZones().map((z) => h('option', { value: z })))),
+      h('div', { class: 'error', id: 'report-error', role: 'alert' }),
+      h('div', { id: 'report' }));
+  },
+  async load(generation) {
+    if (!may('reports')) return;
+    const s = app.reports;
+    const key = `${s.period}|${s.tz}`;
+    if (!s.shown || s.shown.key !== key) {
+      let shown;
+      try {
+        shown = { key, report: await api(`/api/v1/reports/tickets?${query({ period: s.period, tz: s.tz })}`) };
+      } catch (error) {
+        if (!(error instanceof ApiError)) throw error; // an outage: the banner says so, the poll retries
+        shown = { key, error: error.message };
+      }
+      if (!current(generation)) return;
+      s.fetches += 1;
+      s.shown = { ...shown, fetch: s.fetches };
+    }
+    const el = $('report');
+    if (!el || el.dataset.fetch === String(s.shown.fetch)) return; // drawn already: keep a selection intact
+    el.dataset.fetch = s.shown.fetch;
+    $('report-error').textContent = s.shown.error ? `${t('error')}: ${s.shown.error}` : '';
+    el.replaceChildren(...(s.shown.report ? reportTables(s.shown.report) : []));
+  },
+};
+
+function browserZone() {
+  return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+}
+function knownZones() {
+  return typeof Intl.supportedValuesOf === 'function' ? Intl.supportedValuesOf('timeZone') : ['UTC', 'Asia/Shanghai'];
+}
+const periodKind = (text) => (/q/i.test(text) ? 'quarter' : 'month');
+
+// This month and quarter as the zone reckons them now ([year, month 1-12]).
+function todayIn(tz) {
+  let parts;
+  try {
+    parts = new Intl.DateTimeFormat('en-US', { timeZone: tz || 'UTC', year: 'numeric', month: 'numeric' }).formatToParts(new Date());
+  } catch (e) { // an unknown zone: the API will say so when asked
+    parts = new Intl.DateTimeFormat('en-US', { year: 'numeric', month: 'numeric' }).formatToParts(new Date());
+  }
+  const part = (type) => Number(parts.find((p) => p.type === type).value);
+  return [part('year'), part('month')];
+}
+// The last whole month or quarter, as the API names it (2026-10, 2026-Q3).
+function lastPeriod(kind, tz) {
+  const [year, month] = todayIn(tz);
+  if (kind === 'quarter') {
+    const quarter = Math.ceil(month / 3) - 1;
+    return quarter ? `${year}-Q${quarter}` : `${year - 1}-Q4`;
+  }
+  return month > 1 ? `${year}-${String(month - 1).padStart(2, '0')}` : `${year - 1}-12`;
+}
+// This month and the twelve before it, this quarter and the four before it: the choices offered.
+function recentPeriods(tz) {
+  const [year, month] = todayIn(tz);
+  const months = Array.from({ length: 13 }, (_, back) => {
+    const n = year * 12 + month - 1 - back;
+    return `${Math.floor(n / 12)}-${String((n % 12) + 1).padStart(2, '0')}`;
+  });
+  const quarters = Array.from({ length: 5 }, (_, back) => {
+    const n = year * 4 + Math.ceil(month / 3) - 1 - back;
+    return `${Math.floor(n / 4)}-Q${(n % 4) + 1}`;
+  });
+  return [...months, ...quarters];
+}
+
+const fmtHours = (value) => num(value, 1);
+// The period's bounds as its own zone reads them (midnight on the 1st), not the browser's.
+const fmtInZone = (iso, tz) => new Intl.DateTimeFormat(app.lang === 'zh' ? 'zh-CN' : 'en-GB', {
+  timeZone: tz, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit',
+}).format(new Date(iso));
+const percentOf = (n, total) => (total ? `${((100 * n) / total).toFixed(0)} %` : '—');
+
+function reportTable(id, headers, rows) {
+  return h('div', { class: 'tablewrap' }, h('table', { id, class: 'report' },
+    h('thead', {}, h('tr', {}, headers.map((k, i) => h('th', { class: i ? 'num' : '' }, t(k))))),
+    h('tbody', {}, rows.length ? rows.map(([key, ...cells]) => h('tr', { 'data-row': key },
+      cells.map((cell, i) => h('td', { class: i ? 'num' : '' }, cell)))) : emptyRow(headers.length))));
+}
+// A {name: count} object as rows of label, count and share of the period's tickets.
+function countRows(counts, total, text) {
+  return Object.entries(counts).map(([name, n]) => [name, text(name), n, percentOf(n, total)]);
+}
+
+function reportTables(report) {
+  const k = report.tickets;
+  const span = report.period;
+  const sla = (kind) => {
+    const v = report.sla[kind];
+    return [kind, t(`sla_${kind}`), v.met, v.missed, v.pending, v.met_percent == null ? '—' : `${v.met_percent.toFixed(1)} %`];
+  };
+  const hours = (kind) => {
+    const v = report.hours[kind];
+    return [kind, t(`sla_${kind}`), v.count, fmtHours(v.median), fmtHours(v.p90), fmtHours(v.mean)];
+  };
+  const models = report.by_model.map((m) => [m.model, m.model, m.tickets, m.terminals ?? '—', num(m.tickets_per_100_terminals, 1),
+    h('span', { class: 'wrap' }, Object.entries(m.faults).map(([f, n]) => pill('', `${label('f_', f)} ${n}`)))]);
+  const w = report.warranty;
+  return [
+    h('p', { class: 'muted', id: 'report-span' },
+      t('report_span', { label: span.label, tz: span.tz, start: fmtInZone(span.start, span.tz), end: fmtInZone(span.end, span.tz) }), ' · ',
+      t('generated', { when: fmtTime(report.generated_at) })),
+    h('div', { class: 'reportgrid' },
+      h('div', {}, h('h2', {}, t('volumes')), reportTable('report-volumes', ['', 'tickets_n'], [
+        ['opened', t('opened'), k.opened], ['reopened', t('reopened'), k.reopened], ['cancelled', t('cancelled_n'), k.cancelled],
+        ['resolved_in_period', t('resolved_in_period'), k.resolved_in_period],
+        ['closed_in_period', t('closed_in_period'), k.closed_in_period], ['open_at_end', t('open_at_end'), k.open_at_end]])),
+      h('div', {}, h('h2', {}, t('warranty_title')), reportTable('report-warranty', ['warranty', 'tickets_n', 'share'], [
+        ['in', t('w_in'), w.in, percentOf(w.in, k.opened)], ['out', t('w_out'), w.out, percentOf(w.out, k.opened)],
+        ['unknown', t('w_unknown'), w.unknown, percentOf(w.unknown, k.opened)]]))),
+    h('h2', {}, t('sla_title')),
+    reportTable('report-sla', ['sla_kind', 'met', 'missed', 'pending', 'met_percent'], [sla('response'), sla('repair')]),
+    h('h2', {}, t('hours_title')),
+    reportTable('report-hours', ['sla_kind', 'counted', 'median', 'p90', 'mean'], [hours('response'), hours('repair')]),
+    h('div', { class: 'reportgrid' },
+      h('div', {}, h('h2', {}, t('by_source')),
+        reportTable('report-source', ['source', 'tickets_n', 'share'], countRows(k.by_source, k.opened, (v) => label('src_', v)))),
+      h('div', {}, h('h2', {}, t('by_priority')),
+        reportTable('report-priority', ['priority', 'tickets_n', 'share'], countRows(k.by_priority, k.opened, (v) => label('p_', v))))),
+    h('h2', {}, t('by_fault')),
+    reportTable('report-fault', ['fault', 'tickets_n', 'share'], countRows(k.by_fault, k.opened, (v) => label('f_', v))),
+    h('h2', {}, t('by_model')),
+    reportTable('report-model', ['model', 'tickets_n', 'terminals_n', 'per_100', 'model_faults'], models),
+  ];
+}
+
 // --------------------------------------------------------------------------- terminal detail
 
 const terminalView = {
@@ -877,6 +1070,9 @@ function renderSwaps(history) {
       h('td', {}, s.plate || '—'), h('td', {}, s.reason), h('td', {}, s.symptom || '—'), h('td', {}, s.performed_by))))));
 }
 
-const VIEWS = { terminals: terminalsView, alerts: alertsView, tickets: ticketsView, quarantine: quarantineView, terminal: terminalView };
+const VIEWS = {
+  terminals: terminalsView, alerts: alertsView, tickets: ticketsView, quarantine: quarantineView, reports: reportsView,
+  terminal: terminalView,
+};
 
 start();
