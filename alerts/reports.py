@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, or_, select
 from sqlalchemy.engine import Connection
 
-from alerts.tickets import CANCELLED, CLOSED, PRIORITIES
+from alerts.tickets import CANCELLED, CLOSED, PRIORITIES, repaired_at, responded_at
 from store.tables.alerts import tickets
 from store.tables.registry import terminal_models, terminals
 
@@ -71,8 +71,8 @@ def ticket_report(conn: Connection, period: Period, now: datetime) -> dict[str, 
         ).mappings()
     ]
     counted = [t for t in opened if t["state"] != CANCELLED]
-    responses = [_response(t) for t in counted]
-    repairs = [_repair(t) for t in counted]
+    responses = [responded_at(t) for t in counted]
+    repairs = [repaired_at(t) for t in counted]
     return {
         "period": {
             "label": period.label,
@@ -111,19 +111,6 @@ def ticket_report(conn: Connection, period: Period, now: datetime) -> dict[str, 
             "unknown": sum(1 for t in opened if t["in_warranty"] is None),
         },
     }
-
-
-def _response(ticket: dict[str, Any]) -> datetime | None:
-    return ticket["responded_at"] or _first(ticket["resolved_at"], ticket["closed_at"])
-
-
-def _repair(ticket: dict[str, Any]) -> datetime | None:
-    return ticket["resolved_at"] or ticket["closed_at"]
-
-
-def _first(*moments: datetime | None) -> datetime | None:
-    known = [m for m in moments if m is not None]
-    return min(known) if known else None
 
 
 def _sla(

@@ -399,6 +399,8 @@ def transition(
         values["responded_at"] = at
     if to_state == RESOLVED:
         values["resolved_at"] = at
+    if row["state"] == RESOLVED and to_state == IN_PROGRESS:  # the repair did not hold
+        values.update(resolved_at=None, reopened=tickets.c.reopened + 1)
     if to_state in (CLOSED, CANCELLED):
         values["closed_at"] = at
     result = conn.execute(
@@ -450,13 +452,32 @@ def public(row: dict[str, Any], now: datetime) -> dict[str, Any]:
     out = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
     out["number"] = ticket_number(row["id"])
     out["allowed_transitions"] = list(allowed_transitions(row))
-    responded = row["responded_at"]
-    resolved = row["resolved_at"]
-    out["response_overdue"] = (responded or now) > row["response_due"]
-    out["repair_overdue"] = (resolved or now) > row["repair_due"]
+    responded, repaired = responded_at(row), repaired_at(row)
+    cancelled = row["state"] == CANCELLED  # no SLA runs on a cancelled ticket
+    out["response_overdue"] = not cancelled and (responded or now) > row["response_due"]
+    out["repair_overdue"] = not cancelled and (repaired or now) > row["repair_due"]
     out["response_minutes"] = _minutes(row["created_at"], responded)
-    out["repair_minutes"] = _minutes(row["created_at"], resolved)
+    out["repair_minutes"] = _minutes(row["created_at"], repaired)
     return out
+
+
+def responded_at(row: dict[str, Any]) -> datetime | None:
+    """When the ticket was first approved or dispatched, or else finished: a fault verified
+    as cleared from the desk is closed with nobody sent.  None for a cancelled ticket that
+    nobody answered."""
+    if row["responded_at"] is not None:
+        return row["responded_at"]  # type: ignore[no-any-return]
+    if row["state"] == CANCELLED:
+        return None
+    known = [m for m in (row["resolved_at"], row["closed_at"]) if m is not None]
+    return min(known) if known else None
+
+
+def repaired_at(row: dict[str, Any]) -> datetime | None:
+    """When the ticket was resolved, or else closed (never for a cancelled one)."""
+    if row["state"] == CANCELLED:
+        return None
+    return row["resolved_at"] or row["closed_at"]  # type: ignore[no-any-return]
 
 
 def _minutes(start: datetime, end: datetime | None) -> float | None:

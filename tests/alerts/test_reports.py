@@ -204,3 +204,40 @@ def test_the_report_command_prints_a_table_or_the_apis_json(
         main(["report", "tickets", "--db", settings.db, "--period", "2026-11", "--tz", "Mars/Olympus"]) == 2
     )
     assert "unknown time zone 'Mars/Olympus'" in capsys.readouterr().err
+
+
+def test_a_repair_that_did_not_hold_is_reopened_open_and_not_repaired(desk: Any) -> None:
+    database, fleet, settings = desk
+    at = datetime(2026, 11, 3, 10, tzinfo=UTC)
+    ticket = _open(database, settings, fleet.in_warranty, at, priority="urgent")
+    _move(database, ticket, *_repair_path(at, 1, 5), ("in_progress", at + timedelta(hours=6)))
+    now = datetime(2026, 11, 3, 12, tzinfo=UTC) + timedelta(hours=6)
+    with database.engine.connect() as conn:
+        report = reports.ticket_report(conn, reports.parse_period("2026-11"), now)
+        row = ticket_store.get_ticket(conn, ticket)
+    assert row is not None
+    counts = report["tickets"]
+    assert (counts["reopened"], counts["resolved_in_period"], counts["open_at_end"]) == (1, 0, 1)
+    assert report["sla"]["repair"] == {"met": 0, "missed": 0, "pending": 1, "met_percent": None}
+    shown = ticket_store.public(row, now)
+    assert (shown["state"], shown["resolved_at"], shown["repair_minutes"]) == ("in_progress", None, None)
+
+
+def test_a_ticket_closed_from_the_desk_or_cancelled_is_never_overdue(desk: Any) -> None:
+    database, fleet, settings = desk
+    at = datetime(2026, 11, 3, 10, tzinfo=UTC)
+    verified = _open(database, settings, fleet.in_warranty, at, fault="offline")
+    with database.engine.begin() as conn:
+        ticket_store.fault_cleared(conn, fleet.in_warranty, "offline", at + timedelta(hours=1))
+    _move(database, verified, ("closed", at + timedelta(hours=2)))
+    dropped = _open(database, settings, fleet.healthy, at)
+    _move(database, dropped, ("cancelled", at + timedelta(hours=1)))
+    a_month_later = at + timedelta(days=30)
+    with database.engine.connect() as conn:
+        shown = {
+            n: ticket_store.public(ticket_store.get_ticket(conn, n) or {}, a_month_later)
+            for n in (verified, dropped)
+        }
+    assert (shown[verified]["response_overdue"], shown[verified]["repair_overdue"]) == (False, False)
+    assert (shown[verified]["response_minutes"], shown[verified]["repair_minutes"]) == (120.0, 120.0)
+    assert (shown[dropped]["response_overdue"], shown[dropped]["repair_overdue"]) == (False, False)
