@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from sqlalchemy import Text, cast, func, select
 from sqlalchemy.engine import Connection
 
@@ -29,6 +29,7 @@ NOC = require_roles("admin", "manager", "noc")
 DESK = require_roles("admin", "manager", "noc", "clerk")
 STAFF = require_roles(*STAFF_ROLES)
 REPORTERS = require_roles("admin", "manager", "finance")
+TICKET_FAULTS = (*FAULTS, ticket_store.MANUAL_FAULT)
 # Who may move a ticket into each state (approval and dispatch are the manager's, rule 3).
 TRANSITION_ROLES: dict[str, frozenset[str]] = {
     ticket_store.APPROVED: frozenset({"admin", "manager"}),
@@ -54,6 +55,14 @@ class NewTicket(BaseModel):
     priority: str = Field(default="normal", pattern="^(urgent|high|normal|low)$")
     contact: str | None = Field(default=None, max_length=200)
     phone: str | None = Field(default=None, max_length=40)
+
+    @field_validator("fault")
+    @classmethod
+    def _known_fault(cls, fault: str | None) -> str | None:
+        fault = (fault or "").strip() or None  # an empty choice is "reported"
+        if fault is not None and fault not in TICKET_FAULTS:
+            raise ValueError(f"unknown fault {fault!r}; faults: {', '.join(TICKET_FAULTS)}")
+        return fault
 
     @model_validator(mode="after")
     def _one_subject(self) -> NewTicket:
@@ -304,6 +313,8 @@ def list_tickets(
                 "('open' lists every state before resolved)",
             )
         query = query.where(tickets.c.state == state)
+    if fault and fault not in TICKET_FAULTS:
+        raise HTTPException(422, detail=f"unknown fault {fault!r}; faults: {', '.join(TICKET_FAULTS)}")
     if plate:
         from fleet.validation import plate_search
 

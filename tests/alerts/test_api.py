@@ -245,3 +245,22 @@ def test_a_caller_names_the_vehicle_by_its_plate(api) -> None:  # type: ignore[n
         assert (
             both.status_code == 422 and "name the terminal (terminal_id) or the vehicle (plate)" in both.text
         )
+
+
+def test_a_ticket_names_a_known_fault_or_none(api) -> None:  # type: ignore[no-untyped-def]
+    client, tokens, fleet = api
+    clerk = _h(tokens["clerk"])
+    typo = client.post(
+        "/api/v1/tickets", json={"terminal_id": fleet.healthy, "fault": "gnss_antena_cut"}, headers=clerk
+    )
+    assert typo.status_code == 422 and "unknown fault 'gnss_antena_cut'" in typo.text
+    assert "gnss_antenna_cut" in typo.text and "reported" in typo.text
+    assert client.get("/api/v1/tickets", params={"state": "open"}, headers=clerk).json()["total"] == 2
+    listed = client.get("/api/v1/tickets", params={"fault": "no_gps"}, headers=clerk)
+    assert listed.status_code == 422 and "unknown fault 'no_gps'" in listed.text
+    named = client.post(
+        "/api/v1/tickets", json={"terminal_id": fleet.healthy, "fault": "gnss_antenna_cut"}, headers=clerk
+    )
+    assert named.status_code == 201 and named.json()["fault"] == "gnss_antenna_cut"
+    reported = client.get("/api/v1/tickets", params={"fault": "reported"}, headers=clerk)
+    assert reported.status_code == 200 and reported.json()["total"] == 0
