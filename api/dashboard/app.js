@@ -50,7 +50,7 @@ const I18N = {
     signal: 'Signal', faults: 'Open faults', never: 'never',
     alerts_title: 'Alerts', state: 'State', fault: 'Fault', severity: 'Severity', raised_at: 'Raised',
     occurrences: 'Count', acknowledged: 'Acknowledged', acknowledge: 'Acknowledge', comment: 'Comment',
-    ack_by: '{who}, {when}', open_states: 'Open', cleared_at: 'Cleared',
+    ack_by: '{who}, {when}', open_states: 'Open', open_tickets: 'Open (not yet resolved)', cleared_at: 'Cleared',
     tickets_title: 'Repair tickets', number: 'No.', priority: 'Priority', created: 'Opened',
     response_due: 'Response due', repair_due: 'Repair due', warranty: 'Warranty',
     in_warranty: 'in warranty', out_of_warranty: 'out of warranty', until: 'until {date}', purchased: 'bought {date}',
@@ -118,7 +118,7 @@ const I18N = {
     signal: '信号', faults: '当前故障', never: '从未',
     alerts_title: '告警', state: '状态', fault: '故障', severity: '级别', raised_at: '告警时间',
     occurrences: '次数', acknowledged: '已确认', acknowledge: '确认', comment: '备注',
-    ack_by: '{who}，{when}', open_states: '未关闭', cleared_at: '消除时间',
+    ack_by: '{who}，{when}', open_states: '未关闭', open_tickets: '未完成（修复前）', cleared_at: '消除时间',
     tickets_title: '维修工单', number: '单号', priority: '优先级', created: '开单时间',
     response_due: '响应期限', repair_due: '修复期限', warranty: '保修',
     in_warranty: '保修期内', out_of_warranty: '已过保', until: '至 {date}', purchased: '购于 {date}',
@@ -594,8 +594,9 @@ const ticketsView = {
   skeleton() {
     const s = app.tickets;
     const state = h('select', { id: 'ticket-state', onchange: () => { s.state = state.value; s.offset = 0; refresh(); } },
-      h('option', { value: 'open', selected: s.state === 'open' }, t('open_states')),
-      TICKET_STATES.map((v) => h('option', { value: v, selected: s.state === v }, label('s_', v))),
+      h('option', { value: 'open', selected: s.state === 'open' }, t('open_tickets')),
+      // The API reads state=open as every state before resolved: the single state "open" cannot be asked for.
+      TICKET_STATES.filter((v) => v !== 'open').map((v) => h('option', { value: v, selected: s.state === v }, label('s_', v))),
       h('option', { value: '', selected: s.state === '' }, t('view_all')));
     const priority = h('select', { onchange: () => { s.priority = priority.value; s.offset = 0; refresh(); } },
       h('option', { value: '' }, t('view_all')),
@@ -923,7 +924,8 @@ const terminalView = {
       h('div', { class: 'toolbar' }, h('a', { href: '#/terminals' }, t('back')), h('span', { class: 'spacer' }),
         may('openTicket') ? h('button', { class: 'primary', onclick: () => openTicketDialog(id) }, t('open_ticket')) : null),
       h('h1', { id: 'terminal-title' }, t('terminal_title', { id })),
-      h('div', { class: 'grid2' },
+      h('p', { class: 'panel error', id: 'terminal-missing', hidden: true }),
+      h('div', { class: 'grid2', id: 'terminal-body' },
         h('div', {},
           h('div', { class: 'panel', id: 'registry-panel' }, t('loading')),
           h('h2', {}, t('health')), h('div', { class: 'tablewrap' }, h('table', { id: 'health-table' })),
@@ -937,8 +939,10 @@ const terminalView = {
   async load(generation) {
     const id = encodeURIComponent(app.route.arg || '');
     const soft = (promise) => promise.catch((error) => { if (error instanceof SignedOut) throw error; return null; });
+    // Not found (a mistyped link, another customer's terminal) is said in place, not left "Loading…".
+    const known = (promise) => promise.catch((error) => { if (error instanceof ApiError) return { missing: error.message }; throw error; });
     const [registry, health, track, history, warranty, tickets] = await Promise.all([
-      api(`/api/v1/terminals/${id}`),
+      known(api(`/api/v1/terminals/${id}`)),
       soft(api(`/api/v1/terminals/${id}/health`)),
       soft(loadTrack(id)),
       soft(api(`/api/v1/terminals/${id}/history`)),
@@ -946,6 +950,10 @@ const terminalView = {
       soft(api(`/api/v1/tickets?terminal_id=${id}&limit=50`)),
     ]);
     if (!current(generation) || !$('view-terminal')) return;
+    $('terminal-missing').hidden = !registry.missing;
+    $('terminal-missing').textContent = registry.missing ? `${t('error')}: ${registry.missing}` : '';
+    $('terminal-body').hidden = Boolean(registry.missing);
+    if (registry.missing) return;
     renderRegistry(registry, warranty);
     renderHealth(health);
     $('track').replaceChildren(trackSvg(track ? track.points : [], Boolean(track && track.next_cursor)));

@@ -1,0 +1,92 @@
+"""What a NOC operator and a customer tripped on, walking the dashboard in a real Chromium:
+the ticket filter offered "open" twice (the second meant the same as the first), a terminal
+one may not see stayed "Loading…" for ever, and on a phone the search box was squeezed to a
+few letters by the filters beside it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.browser.cdp import Browser
+from tests.browser.support import LiveApi
+
+
+@pytest.fixture
+def phone_page(live_api: LiveApi) -> Iterator[Browser]:
+    """The customer's dashboard on a 390 px wide phone screen."""
+    browser = Browser("about:blank")
+    try:
+        browser.call(
+            "Emulation.setDeviceMetricsOverride",
+            session=True,
+            width=390,
+            height=844,
+            deviceScaleFactor=1,
+            mobile=True,
+        )
+        token = live_api.fleet.tokens["harbour"]
+        browser.call("Page.navigate", session=True, url=f"{live_api.base}/dashboard/#token={token}&lang=en")
+        browser.wait_for("document.querySelector('#terminal-table tbody tr[data-terminal]')")
+        yield browser
+    finally:
+        browser.close()
+
+
+@pytest.mark.parametrize(("lang", "text"), [("en", "Open (not yet resolved)"), ("zh", "未完成（修复前）")])
+def test_the_ticket_state_filter_offers_open_once(live_api: LiveApi, lang: str, text: str) -> None:
+    token = live_api.fleet.tokens["admin"]
+    browser = Browser(f"{live_api.base}/dashboard/#token={token}&lang={lang}&view=tickets")
+    try:
+        browser.wait_for("document.querySelector('#ticket-table tbody tr[data-ticket]')")
+        options = browser.evaluate(
+            "[...document.getElementById('ticket-state').options].map(o => [o.value, o.text, o.selected])"
+        )
+        assert [o for o in options if o[0] == "open"] == [["open", text, True]]
+        assert [o[0] for o in options] == [
+            "open",
+            "approved",
+            "dispatched",
+            "in_progress",
+            "resolved",
+            "closed",
+            "cancelled",
+            "",
+        ]
+    finally:
+        browser.close()
+
+
+def test_a_terminal_one_may_not_see_says_not_found(live_api: LiveApi) -> None:
+    fleet = live_api.fleet
+    token = fleet.tokens["harbour"]
+    browser = Browser(
+        f"{live_api.base}/dashboard/#token={token}&lang=en&view=terminal/{fleet.other_customer}"
+    )
+    try:
+        browser.wait_for("document.getElementById('terminal-missing')?.hidden === false")
+        said = browser.evaluate("document.getElementById('terminal-missing').textContent")
+        assert said == f"Error: terminal {fleet.other_customer} not found"
+        body = "getComputedStyle(document.getElementById('terminal-body')).display"
+        assert browser.evaluate(body) == "none"  # no "Loading…" panel, no empty tables
+        assert "Loading" not in browser.evaluate("document.getElementById('main').innerText")
+        assert fleet.other_customer not in browser.evaluate("document.getElementById('banner').textContent")
+
+        browser.evaluate(f"location.hash = '#/terminal/{fleet.moving}'")  # its own terminal shows as before
+        browser.wait_for("document.querySelector('#registry-panel dl')")
+        assert browser.evaluate("document.getElementById('terminal-missing').hidden")
+        assert browser.evaluate(body) == "grid"
+    finally:
+        browser.close()
+
+
+def test_on_a_phone_the_search_box_has_a_row_of_its_own(phone_page: Browser) -> None:
+    widths = phone_page.evaluate(
+        "[document.getElementById('search').getBoundingClientRect().width,"
+        " document.querySelector('#view-terminals .toolbar').getBoundingClientRect().width,"
+        " document.documentElement.scrollWidth, window.innerWidth]"
+    )
+    search, toolbar, page, screen = widths
+    assert search >= 0.9 * toolbar, widths  # it was 70 px of 358
+    assert page == screen  # and nothing scrolls sideways but the table inside its frame
