@@ -102,6 +102,8 @@ const I18N = {
     mean: 'Mean', by_model: 'By terminal model', terminals_n: 'Terminals registered',
     per_100: 'Tickets per 100 terminals', model_faults: 'Faults', warranty_title: 'Warranty',
     w_in: 'In warranty', w_out: 'Out of warranty', w_unknown: 'Unknown',
+    role_admin: 'admin', role_manager: 'manager', role_noc: 'NOC', role_clerk: 'clerk', role_technician: 'technician',
+    role_finance: 'finance', role_customer: 'customer',
   },
   zh: {
     title: 'gpsfleet 监控中心', nav_terminals: '终端', nav_alerts: '告警', nav_tickets: '维修工单',
@@ -159,7 +161,7 @@ const I18N = {
     nav_reports: '报表', reports_title: '工单报表', period: '统计周期', month: '月度', quarter: '季度',
     zone: '时区', show_report: '查询', period_help: '月份（2026-11）或季度（2026-Q4）',
     report_span: '{label}，{tz}：{start} 至 {end}', generated: '数据截至 {when}',
-    not_allowed: '报表仅限管理员（admin）、经理（manager）和财务（finance）查看；当前 {role} 令牌无权查看。',
+    not_allowed: '报表仅限管理员（admin）、经理（manager）和财务（finance）查看；当前令牌的角色（{role}）无权查看。',
     volumes: '工单数量', opened: '本期新开', reopened: '其中重新打开', cancelled_n: '其中已取消',
     resolved_in_period: '本期修复', closed_in_period: '本期关闭', open_at_end: '期末未完成',
     by_source: '按来源', source: '来源', src_auto: '自动（由告警生成）', src_manual: '人工开单',
@@ -170,6 +172,8 @@ const I18N = {
     mean: '平均', by_model: '按终端型号', terminals_n: '登记终端数',
     per_100: '每百台终端工单数', model_faults: '故障', warranty_title: '保修',
     w_in: '保修期内', w_out: '已过保', w_unknown: '未知',
+    role_admin: '管理员', role_manager: '经理', role_noc: '监控值班', role_clerk: '客服文员', role_technician: '技术员',
+    role_finance: '财务', role_customer: '客户',
   },
 };
 
@@ -380,7 +384,7 @@ function renderChrome() {
     href: `#/${view}`, id: `nav-${view}`, class: app.route.view === view ? 'active' : '',
   }, t(`nav_${view}`))));
   $('brand').textContent = t('title');
-  $('who').textContent = `${app.me.name} · ${t('role')}: ${app.me.role}`;
+  $('who').textContent = `${app.me.name} · ${t('role')}: ${label('role_', app.me.role)}`;
   $('who').append(' ', h('button', { class: 'small', onclick: () => signOut() }, t('sign_out')));
 }
 
@@ -761,7 +765,7 @@ const reportsView = {
   skeleton() {
     if (!may('reports')) {
       return h('section', { id: 'view-reports' }, h('h1', {}, t('reports_title')),
-        h('p', { class: 'panel', id: 'report-refused' }, t('not_allowed', { role: app.me.role })));
+        h('p', { class: 'panel', id: 'report-refused' }, t('not_allowed', { role: label('role_', app.me.role) })));
     }
     const s = app.reports;
     if (!s.tz) s.tz = browserZone();

@@ -90,3 +90,20 @@ def test_on_a_phone_the_search_box_has_a_row_of_its_own(phone_page: Browser) -> 
     search, toolbar, page, screen = widths
     assert search >= 0.9 * toolbar, widths  # it was 70 px of 358
     assert page == screen  # and nothing scrolls sideways but the table inside its frame
+
+
+def test_a_customer_reading_chinese_sees_its_role_in_chinese(live_api: LiveApi) -> None:
+    token = live_api.fleet.tokens["harbour"]
+    browser = Browser(f"{live_api.base}/dashboard/#token={token}&lang=zh&view=reports")
+    try:
+        browser.wait_for("document.getElementById('report-refused')")
+        who = browser.evaluate("document.getElementById('who').textContent")
+        assert who.startswith("Harbour portal · 角色: 客户") and "customer" not in who
+        refused = browser.evaluate("document.getElementById('report-refused').textContent")
+        assert "当前令牌的角色（客户）无权查看" in refused
+        browser.evaluate(
+            "[...document.querySelectorAll('#lang button')].find(b => b.textContent === 'English').click()"
+        )
+        browser.wait_for("document.getElementById('who').textContent.includes('role: customer')")
+    finally:
+        browser.close()
