@@ -3,7 +3,9 @@ tickets a period brought, how many met their SLA, how long response and repair t
 and which terminal models and faults they came from.
 
 A ticket belongs to the period it was opened in; ``resolved`` and ``closed`` count what
-was finished in the period, whenever it was opened.  A ticket has been *responded to*
+was finished in the period, whenever it was opened, and ``open_at_end`` what was open at
+its end: these three are read from the tickets' history, so a ticket resolved in October
+and back in work in November stays resolved in October's report.  A ticket has been *responded to*
 when it was first approved or dispatched, or else finished (a fault verified as cleared
 from the desk needs nobody sent); it has been *repaired* when it was resolved, or else
 closed.  Against its due times a ticket is ``met``, ``missed`` (late, or due and still not
@@ -20,11 +22,20 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, distinct, func, or_, select
 from sqlalchemy.engine import Connection
 
-from alerts.tickets import CANCELLED, CLOSED, PRIORITIES, repaired_at, responded_at
-from store.tables.alerts import tickets
+from alerts.tickets import (
+    CANCELLED,
+    CLOSED,
+    OPEN_STATES,
+    PRIORITIES,
+    RESOLVED,
+    TRANSITION,
+    repaired_at,
+    responded_at,
+)
+from store.tables.alerts import ticket_history, tickets
 from store.tables.registry import terminal_models, terminals
 
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
@@ -88,8 +99,8 @@ def ticket_report(conn: Connection, period: Period, now: datetime) -> dict[str, 
             "by_fault": _counts(t["fault"] for t in opened),
             "reopened": sum(1 for t in opened if t["reopened"]),
             "cancelled": sum(1 for t in opened if t["state"] == CANCELLED),
-            "resolved_in_period": _finished_in(conn, tickets.c.resolved_at, period),
-            "closed_in_period": _finished_in(conn, tickets.c.closed_at, period, state=CLOSED),
+            "resolved_in_period": _finished_in(conn, RESOLVED, period),
+            "closed_in_period": _finished_in(conn, CLOSED, period),
             "open_at_end": _open_at(conn, period.end),
         },
         "sla": {
@@ -159,23 +170,34 @@ def _counts(values: Any) -> dict[str, int]:
     return dict(Counter(values).most_common())
 
 
-def _finished_in(conn: Connection, column: Any, period: Period, state: str | None = None) -> int:
-    query = select(func.count()).select_from(tickets).where(column >= period.start, column < period.end)
-    if state is not None:
-        query = query.where(tickets.c.state == state)
+def _finished_in(conn: Connection, state: str, period: Period) -> int:
+    """Tickets moved to ``state`` in the period, from their history: a ticket resolved in
+    October and sent back to work in November stays resolved in October's report."""
+    query = select(func.count(distinct(ticket_history.c.ticket_id))).where(
+        ticket_history.c.action == TRANSITION,
+        ticket_history.c.to_state == state,
+        ticket_history.c.at >= period.start,
+        ticket_history.c.at < period.end,
+    )
     return int(conn.execute(query).scalar_one())
 
 
 def _open_at(conn: Connection, moment: datetime) -> int:
-    """Tickets opened before ``moment`` and neither repaired nor closed by then."""
+    """Tickets whose last change before ``moment`` left them in an open state."""
+    step, later = ticket_history.alias("step"), ticket_history.alias("later")
+    superseded = (
+        select(later.c.id)
+        .where(
+            later.c.ticket_id == step.c.ticket_id,
+            later.c.at < moment,
+            or_(later.c.at > step.c.at, and_(later.c.at == step.c.at, later.c.id > step.c.id)),
+        )
+        .exists()
+    )
     query = (
         select(func.count())
-        .select_from(tickets)
-        .where(
-            tickets.c.created_at < moment,
-            or_(tickets.c.resolved_at.is_(None), tickets.c.resolved_at >= moment),
-            or_(tickets.c.closed_at.is_(None), tickets.c.closed_at >= moment),
-        )
+        .select_from(step)
+        .where(step.c.at < moment, step.c.to_state.in_(OPEN_STATES), ~superseded)
     )
     return int(conn.execute(query).scalar_one())
 

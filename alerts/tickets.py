@@ -28,6 +28,7 @@ BEFORE_DISPATCH = (OPEN, APPROVED)
 PRIORITIES = ("urgent", "high", "normal", "low")
 CLEARED_TO_VERIFY = "cleared_to_verify"
 SYSTEM = "system"
+TRANSITION = "transition"  # the history action of a workflow move
 MANUAL_FAULT = "reported"  # a customer's call that names no known fault
 
 TRANSITIONS: dict[str, tuple[str, ...]] = {
@@ -408,7 +409,7 @@ def transition(
     )
     if result.rowcount != 1:
         raise TicketError(f"ticket {ticket_number(ticket_id)} changed meanwhile; reload and try again")
-    _record(conn, ticket_id, at, actor, "transition", row["state"], to_state, comment)
+    _record(conn, ticket_id, at, actor, TRANSITION, row["state"], to_state, comment)
     return get_ticket(conn, ticket_id) or {}
 
 

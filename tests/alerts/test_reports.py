@@ -217,7 +217,8 @@ def test_a_repair_that_did_not_hold_is_reopened_open_and_not_repaired(desk: Any)
         row = ticket_store.get_ticket(conn, ticket)
     assert row is not None
     counts = report["tickets"]
-    assert (counts["reopened"], counts["resolved_in_period"], counts["open_at_end"]) == (1, 0, 1)
+    # resolved once in November, and open at its end all the same
+    assert (counts["reopened"], counts["resolved_in_period"], counts["open_at_end"]) == (1, 1, 1)
     assert report["sla"]["repair"] == {"met": 0, "missed": 0, "pending": 1, "met_percent": None}
     shown = ticket_store.public(row, now)
     assert (shown["state"], shown["resolved_at"], shown["repair_minutes"]) == ("in_progress", None, None)
@@ -241,3 +242,41 @@ def test_a_ticket_closed_from_the_desk_or_cancelled_is_never_overdue(desk: Any) 
     assert (shown[verified]["response_overdue"], shown[verified]["repair_overdue"]) == (False, False)
     assert (shown[verified]["response_minutes"], shown[verified]["repair_minutes"]) == (120.0, 120.0)
     assert (shown[dropped]["response_overdue"], shown[dropped]["repair_overdue"]) == (False, False)
+
+
+def test_a_month_that_is_over_keeps_its_figures_when_a_ticket_comes_back_later(desk: Any) -> None:
+    database, fleet, settings = desk
+    at = datetime(2026, 10, 20, tzinfo=UTC)
+    sent_back = _open(database, settings, fleet.in_warranty, at, fault="offline")
+    _move(database, sent_back, *_repair_path(at, 1, 5), ("in_progress", datetime(2026, 11, 2, tzinfo=UTC)))
+    returned = _open(database, settings, fleet.healthy, at, fault="power_cut")
+    _move(
+        database,
+        returned,
+        *_repair_path(at, 1, 11 * 24 + 18),  # resolved 31 October 18:00
+        ("closed", datetime(2026, 10, 31, 20, tzinfo=UTC)),
+    )
+    with database.engine.begin() as conn:  # the fault is back within the reopen window
+        outcome = ticket_store.open_for_alert(
+            conn,
+            settings,
+            terminal_id=fleet.healthy,
+            fault="power_cut",
+            priority="normal",
+            alert_id=7,
+            first_seen=datetime(2026, 11, 1, 2, tzinfo=UTC),
+            at=datetime(2026, 11, 1, 2, tzinfo=UTC),
+            evidence={},
+        )
+    assert outcome is not None and outcome.action == "reopened"
+    with database.engine.connect() as conn:
+        october = reports.ticket_report(
+            conn, reports.parse_period("2026-10"), datetime(2026, 11, 5, tzinfo=UTC)
+        )
+        november = reports.ticket_report(
+            conn, reports.parse_period("2026-11"), datetime(2026, 11, 5, tzinfo=UTC)
+        )
+    counts = october["tickets"]
+    assert (counts["resolved_in_period"], counts["closed_in_period"], counts["open_at_end"]) == (2, 1, 0)
+    counts = november["tickets"]
+    assert (counts["resolved_in_period"], counts["closed_in_period"], counts["open_at_end"]) == (0, 0, 2)
