@@ -89,10 +89,17 @@ def registry_call(database: Database, *, write: bool = False) -> Iterator[Connec
             yield conn
     except Invalid as exc:
         raise RequestValidationError(
-            [{"loc": ("body", exc.field or "request"), "msg": exc.message, "type": "value_error"}]
+            [{"loc": _location(exc.field), "msg": exc.message, "type": "value_error"}]
         ) from exc
     except FleetError as exc:
         raise HTTPException(exc.status, detail=exc.message) from exc
+
+
+def _location(field: str | None) -> tuple[str, ...]:
+    """Where a bad value was: a body field, or ``query.end`` / ``path.device_id`` as named."""
+    if field and field.split(".")[0] in ("query", "path"):
+        return tuple(field.split(".", 1))
+    return ("body", field or "request")
 
 
 def _page(
@@ -318,7 +325,7 @@ def _history_rows(
         start, end = aware(at), None
     elif start is not None or end is not None:
         if start is None or end is None or end <= start:
-            raise Invalid("give both start and end, end after start", field="end")
+            raise Invalid("give both start and end, end after start", field="query.end")
         start, end = aware(start), aware(end)
     else:
         start, end = _BEGINNING, _END

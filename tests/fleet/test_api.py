@@ -151,6 +151,13 @@ def test_swap_history_and_warranty_over_the_api(
         headers=technician,
     ).json()
     assert [i["device_id"] for i in on_day] == [registry.imeis[0]]
+    backwards = client.get(
+        f"/api/v1/vehicles/{vehicle_id}/installations",
+        params={"start": "2026-01-01T00:00:00Z", "end": "2025-01-01T00:00:00Z"},
+        headers=technician,
+    )
+    assert backwards.status_code == 422
+    assert backwards.json()["errors"][0]["field"] == "query.end"  # the query, not a body it has none of
     sim_swap = client.post(
         f"/api/v1/sims/{registry.iccids[0]}/swap",
         json={"new_iccid": registry.iccids[2], "reason": "damaged", "at": "2025-07-01T00:00:00Z"},
