@@ -62,7 +62,7 @@ const I18N = {
     claim: 'Claim', note: 'Note',
     terminal_title: 'Terminal {id}', health: 'Health', dimension: 'Dimension', value: 'Value',
     since: 'Since', track: 'Track', no_track: 'No fixes in this period.', track_cut: 'the oldest only: choose a shorter period', last_hours: 'last {n} h',
-    track_points: '{n} fixes, about {km} km across', history: 'Installations', swaps: 'Swaps',
+    track_points: '{n} fixes, about {km} km across', track_point: 'one fix', history: 'Installations', swaps: 'Swaps',
     from: 'From', to: 'To', sim: 'SIM', installed_by: 'Installed by', end_reason: 'Ended because',
     registry: 'Registry', serial: 'Serial', firmware: 'Firmware', enabled: 'Enabled', yes: 'yes', no: 'no',
     open_alerts: 'Open alerts', tickets_of: 'Tickets', back: '‹ Back', reason: 'Reason',
@@ -132,7 +132,7 @@ const I18N = {
     claim: '认领', note: '备注',
     terminal_title: '终端 {id}', health: '健康状态', dimension: '项目', value: '值',
     since: '起始时间', track: '轨迹', no_track: '这段时间没有定位。', track_cut: '仅显示最早部分，请选择较短时段', last_hours: '最近 {n} 小时',
-    track_points: '{n} 个定位点，跨度约 {km} 公里', history: '安装记录', swaps: '更换记录',
+    track_points: '{n} 个定位点，跨度约 {km} 公里', track_point: '1 个定位点', history: '安装记录', swaps: '更换记录',
     from: '开始', to: '结束', sim: 'SIM 卡', installed_by: '安装人', end_reason: '结束原因',
     registry: '档案', serial: '序列号', firmware: '固件', enabled: '启用', yes: '是', no: '否',
     open_alerts: '未消除告警', tickets_of: '工单', back: '‹ 返回', reason: '原因',
@@ -770,7 +770,10 @@ const reportsView = {
     const s = app.reports;
     if (!s.tz) s.tz = browserZone();
     if (!s.period) s.period = lastPeriod('month', s.tz);
-    const period = h('input', { id: 'report-period', name: 'period', value: s.period, list: 'report-periods', maxLength: 20, size: 10, title: t('period_help'), required: true });
+    const period = h('input', {
+      id: 'report-period', name: 'period', value: s.period, list: 'report-periods', maxLength: 20, size: 10, title: t('period_help'), required: true,
+      oninput: () => { kind.value = periodKind(period.value); },
+    });
     const zone = h('input', { id: 'report-tz', name: 'tz', value: s.tz, list: 'report-zones', maxLength: 64, size: 18, required: true });
     const kind = h('select', { id: 'report-kind', onchange: () => { period.value = lastPeriod(kind.value, zone.value.trim()); } },
       ['month', 'quarter'].map((k) => h('option', { value: k, selected: periodKind(s.period) === k }, t(k))));
@@ -1055,7 +1058,7 @@ function trackSvg(points, cut) {
       svg('polyline', { points: coords, fill: 'none', stroke: '#4ea1ff', 'stroke-width': '2', 'stroke-linejoin': 'round', 'stroke-linecap': 'round' }),
       svg('circle', { cx: sx, cy: sy, r: '5', fill: '#3fbf6f' }),
       svg('circle', { cx: ex, cy: ey, r: '6', fill: '#ef5350', stroke: '#fff', 'stroke-width': '1.5' })),
-    h('figcaption', { class: 'muted' }, t('track_points', { n: points.length, km }), cut ? ` (${t('track_cut')})` : '', ' · ',
+    h('figcaption', { class: 'muted' }, points.length === 1 ? t('track_point') : t('track_points', { n: points.length, km }), cut ? ` (${t('track_cut')})` : '', ' · ',
       `${t('last_position')}: ${last.lat.toFixed(5)}, ${last.lon.toFixed(5)} (${fmtTime(last.fix_time)})`));
 }
 

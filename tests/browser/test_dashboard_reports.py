@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -247,5 +248,32 @@ def test_a_period_the_api_refuses_shows_its_message(live_api: LiveApi, june: Jun
         browser.wait_for("document.getElementById('report-span')?.textContent.startsWith('2025-Q2')")
         assert browser.evaluate("document.getElementById('report-error').textContent") == ""
         assert _cells(browser, "report-volumes")["opened"][1] == "3"
+    finally:
+        browser.close()
+
+
+def test_choosing_a_quarter(live_api: LiveApi, june: June) -> None:
+    browser = _open_reports(live_api, june.finance, "en")
+    try:
+        browser.wait_for("document.getElementById('report-span')")
+        zone = browser.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone")
+        today = datetime.now(ZoneInfo(zone))
+        quarter = (today.month - 1) // 3  # the last whole one, 0 meaning last year's fourth
+        expected = f"{today.year}-Q{quarter}" if quarter else f"{today.year - 1}-Q4"
+        browser.evaluate(
+            "(() => { const k = document.getElementById('report-kind'); k.value = 'quarter';"
+            " k.dispatchEvent(new Event('change')); })()"
+        )
+        assert browser.evaluate("document.getElementById('report-period').value") == expected
+        browser.evaluate("document.querySelector('#report-form button[type=submit]').click()")
+        browser.wait_for(f"document.getElementById('report-span').textContent.startsWith('{expected},')")
+
+        browser.evaluate(
+            "(() => { const p = document.getElementById('report-period'); p.value = '2025-06';"
+            " p.dispatchEvent(new Event('input')); })()"
+        )
+        assert (
+            browser.evaluate("document.getElementById('report-kind').value") == "month"
+        )  # follows what is typed
     finally:
         browser.close()

@@ -107,3 +107,15 @@ def test_a_customer_reading_chinese_sees_its_role_in_chinese(live_api: LiveApi) 
         browser.wait_for("document.getElementById('who').textContent.includes('role: customer')")
     finally:
         browser.close()
+
+
+def test_a_track_of_one_fix_says_one_fix(live_api: LiveApi) -> None:
+    fleet = live_api.fleet
+    token = fleet.tokens["admin"]
+    browser = Browser(f"{live_api.base}/dashboard/#token={token}&lang=en&view=terminal/{fleet.power_cut}")
+    try:
+        browser.wait_for("document.querySelector('#track figcaption')")
+        caption = browser.evaluate("document.querySelector('#track figcaption').textContent")
+        assert caption.startswith("one fix · Last position: 31.10000, 121.30000"), caption
+    finally:
+        browser.close()
