@@ -367,7 +367,7 @@ def open_ticket(
             )
     except ticket_store.UnknownTerminal as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
-    except ticket_store.DuplicateTicket as exc:
+    except ticket_store.TicketError as exc:  # already open, or the terminal is in no vehicle
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
     return ticket_store.public(row, now)
 

@@ -58,6 +58,10 @@ class UnknownTerminal(LookupError):
     pass
 
 
+class NotInstalled(TicketError):
+    """A ticket by hand for a terminal in no vehicle (in stock, returned for repair)."""
+
+
 @dataclass(slots=True)
 class TicketOutcome:
     ticket_id: int
@@ -344,6 +348,11 @@ def open_by_hand(
     facts = registry_fields(conn, settings, terminal_id, at)
     if facts is None:
         raise UnknownTerminal(f"terminal {terminal_id} is not in the registry")
+    if facts["vehicle_plate"] is None:
+        raise NotInstalled(
+            f"terminal {terminal_id} is in no vehicle now: a repair ticket is for a terminal in a "
+            "customer's vehicle; name the vehicle's plate to find the terminal it holds"
+        )
     if contact:
         facts["contact"] = contact
     if phone:

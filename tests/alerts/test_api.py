@@ -264,3 +264,17 @@ def test_a_ticket_names_a_known_fault_or_none(api) -> None:  # type: ignore[no-u
     assert named.status_code == 201 and named.json()["fault"] == "gnss_antenna_cut"
     reported = client.get("/api/v1/tickets", params={"fault": "reported"}, headers=clerk)
     assert reported.status_code == 200 and reported.json()["total"] == 0
+
+
+def test_a_ticket_by_hand_is_for_a_terminal_in_a_vehicle(api) -> None:  # type: ignore[no-untyped-def]
+    client, tokens, fleet = api
+    clerk = _h(tokens["clerk"])
+    with client.app.state.database.engine.begin() as conn:  # the caller reads the old IMEI off a paper
+        service.create_terminal(conn, device_id=imei_for(77), model=MODEL)
+        service.swap_terminal(
+            conn, old_device_id=fleet.healthy, new_device_id=imei_for(77), performed_by="tech", reason="fault"
+        )
+    stale = client.post("/api/v1/tickets", json={"terminal_id": fleet.healthy}, headers=clerk)
+    assert stale.status_code == 409 and f"terminal {fleet.healthy} is in no vehicle now" in stale.text
+    by_plate = client.post("/api/v1/tickets", json={"plate": "A10003"}, headers=clerk)
+    assert by_plate.status_code == 201 and by_plate.json()["terminal_id"] == imei_for(77)
