@@ -18,11 +18,15 @@ import pytest
 from alerts import tickets as ticket_store
 from api.auth import create_token
 from core.settings import Settings
+from fleet import service
+from fleet.validation import iccid_for, imei_for
 from store.db import open_database
 from tests.browser.cdp import Browser
-from tests.browser.support import MODEL, LiveApi
+from tests.browser.support import LiveApi
 
 JUNE = datetime(2025, 6, 3, 2, tzinfo=UTC)  # June in UTC and in Shanghai alike
+MAY = datetime(2025, 5, 2, tzinfo=UTC)
+REPORT_MODEL = "TK103"
 ZONE = "Asia/Shanghai"
 
 
@@ -33,12 +37,21 @@ class June:
 
 @pytest.fixture(scope="module")
 def june(live_api: LiveApi) -> Iterator[June]:
-    """Three tickets opened in June 2025: one repaired in time, one cancelled, one never answered."""
-    fleet = live_api.fleet
+    """A customer whose three TK103 terminals were installed in May 2025, and three tickets
+    opened in June 2025: one repaired in time, one cancelled, one never answered."""
     database = open_database(live_api.database_url)
     settings = Settings(db=live_api.database_url)
+    devices = [imei_for(n) for n in (21, 22, 23)]
     try:
         with database.engine.begin() as conn:
+            service.create_terminal_model(conn, name=REPORT_MODEL, protocol="gt06", warranty_months=12)
+            river = service.create_customer(conn, name="River Taxis")
+            for n, device in enumerate(devices, 21):
+                plate = f"苏E{n}001"
+                service.create_vehicle(conn, plate=plate, customer_id=river["id"], vin=None)
+                service.create_terminal(conn, device_id=device, model=REPORT_MODEL, purchased_on=MAY.date())
+                service.create_sim(conn, iccid=iccid_for(n), msisdn=f"139000000{n}")
+                service.install(conn, device_id=device, plate=plate, iccid=iccid_for(n), at=MAY)
 
             def opened(terminal: str, at: datetime, fault: str, priority: str) -> int:
                 row = ticket_store.open_by_hand(
@@ -51,7 +64,7 @@ def june(live_api: LiveApi) -> Iterator[June]:
                     at = JUNE + timedelta(hours=hours)
                     ticket_store.transition(conn, ticket, state, actor="manager", at=at)
 
-            repaired = opened(fleet.moving, JUNE, "gnss_fault", "high")
+            repaired = opened(devices[0], JUNE, "gnss_fault", "high")
             move(
                 repaired,
                 ("approved", 1),
@@ -60,9 +73,9 @@ def june(live_api: LiveApi) -> Iterator[June]:
                 ("resolved", 20),
                 ("closed", 21),
             )
-            cancelled = opened(fleet.power_cut, JUNE + timedelta(days=7), "weak_gsm", "normal")
+            cancelled = opened(devices[1], JUNE + timedelta(days=7), "weak_gsm", "normal")
             move(cancelled, ("cancelled", 24 * 7 + 2))
-            opened(fleet.antenna_cut, JUNE + timedelta(days=17), "weak_gsm", "urgent")
+            opened(devices[2], JUNE + timedelta(days=17), "weak_gsm", "urgent")
         yield June(finance=create_token(database.engine, role="finance", name="Chen finance").token)
     finally:
         database.dispose()
@@ -155,21 +168,13 @@ def test_a_month_s_report_in_english_and_in_chinese(live_api: LiveApi, june: Jun
         assert english["fault"]["gnss_fault"] == ["GNSS module fault", "1", "33 %"]
         assert english["source"] == {"manual": ["by hand", "3", "100 %"]}
         [model] = report["by_model"]
-        assert english["model"][MODEL][:4] == [
-            MODEL,
-            "3",
-            str(model["terminals"]),
-            f"{model['tickets_per_100_terminals']:.1f}",
-        ]
-        assert (
-            "Weak GSM 2" in english["model"][MODEL][4] and "GNSS module fault 1" in english["model"][MODEL][4]
-        )
-        warranty = report["warranty"]
-        assert [english["warranty"][k][1] for k in ("in", "out", "unknown")] == [
-            str(warranty["in"]),
-            str(warranty["out"]),
-            str(warranty["unknown"]),
-        ]
+        assert (model["terminals"], model["tickets_per_100_terminals"]) == (3, 100.0)
+        assert english["model"][REPORT_MODEL][:4] == [REPORT_MODEL, "3", "3", "100.0"]
+        faults = english["model"][REPORT_MODEL][4]
+        assert "Weak GSM 2" in faults and "GNSS module fault 1" in faults
+        assert report["warranty"] == {"in": 3, "out": 0, "unknown": 0}
+        assert english["warranty"]["in"] == ["In warranty", "3", "100 %"]
+        assert english["warranty"]["out"] == ["Out of warranty", "0", "0 %"]
         page = browser.evaluate("document.getElementById('view-reports').innerText")
         for heading in (
             "Ticket report",
