@@ -1018,8 +1018,9 @@ function renderHealth(health) {
       h('td', { title: fmtTime(health[`${d}_since`]) }, health[`${d}_since`] ? ago(health[`${d}_since`]) : '—')))));
   const open = health.open_alerts || [];
   $('terminal-alerts').replaceChildren(open.length
-    ? h('div', {}, open.map((a) => h('div', {}, pill(a.severity, label('f_', a.fault)), ' ', pill(a.state, label('s_', a.state)), ' ',
-      h('span', { class: 'muted', title: fmtTime(a.raised_at) }, ago(a.raised_at)))))
+    ? h('div', {}, open.map((a) => h('div', { 'data-alert': a.id }, pill(a.severity, label('f_', a.fault)), ' ', pill(a.state, label('s_', a.state)), ' ',
+      h('span', { class: 'muted', title: fmtTime(a.raised_at) }, ago(a.raised_at)), ' ',
+      a.state === 'raised' && may('acknowledge') ? h('button', { class: 'small', onclick: () => acknowledgeDialog(a) }, t('acknowledge')) : null)))
     : h('p', { class: 'muted' }, t('nothing')));
 }
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from tests.browser.cdp import Browser
@@ -119,3 +120,44 @@ def test_a_track_of_one_fix_says_one_fix(live_api: LiveApi) -> None:
         assert caption.startswith("one fix · Last position: 31.10000, 121.30000"), caption
     finally:
         browser.close()
+
+
+def test_acknowledge_an_alert_from_the_terminal_it_is_on(live_api: LiveApi) -> None:
+    fleet = live_api.fleet
+    link = f"{live_api.base}/dashboard/#lang=en&view=terminal/{fleet.antenna_cut}&token="
+    [alert] = [
+        a
+        for a in httpx.get(
+            f"{live_api.base}/api/v1/alerts?state=open&terminal_id={fleet.antenna_cut}",
+            headers={"Authorization": f"Bearer {fleet.tokens['admin']}"},
+            timeout=10,
+        ).json()["items"]
+        if a["fault"] == "gnss_antenna_cut"
+    ]
+    button = f"document.querySelector('#terminal-alerts [data-alert=\"{alert['id']}\"] button')"
+    technician = Browser(link + fleet.tokens["technician"])
+    try:  # a technician may not acknowledge: no button
+        technician.wait_for(f"document.querySelector('#terminal-alerts [data-alert=\"{alert['id']}\"]')")
+        assert technician.evaluate(f"{button} === null")
+    finally:
+        technician.close()
+
+    noc = Browser(link + fleet.tokens["admin"])
+    try:
+        noc.wait_for(button)
+        noc.evaluate(f"{button}.click()")
+        noc.wait_for("document.getElementById('dialog').open")
+        noc.evaluate(
+            "(() => { const f = document.querySelector('#dialog form');"
+            " f.elements.comment.value = 'installer booked for Friday';"
+            " f.querySelector('button[type=submit]').click(); })()"
+        )
+        noc.wait_for(f"{button} === null")  # redrawn: acknowledged, nothing left to press
+        stored = httpx.get(
+            f"{live_api.base}/api/v1/alerts/{alert['id']}",
+            headers={"Authorization": f"Bearer {fleet.tokens['admin']}"},
+            timeout=10,
+        ).json()
+        assert stored["state"] == "acknowledged" and stored["ack_comment"] == "installer booked for Friday"
+    finally:
+        noc.close()
