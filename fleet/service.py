@@ -988,7 +988,12 @@ def add_warranty_contract(
 
 
 def void_warranty_contract(conn: Connection, contract_id: int, *, reason: str) -> Record:
-    _one(conn, warranty_contracts, "warranty contract", "id", contract_id)
+    contract = _one(conn, warranty_contracts, "warranty contract", "id", contract_id)
+    if contract["voided_at"] is not None:  # a second void would rewrite when and why
+        raise Conflict(
+            f"warranty contract {contract_id} was voided on {v.aware(contract['voided_at']).date()} "
+            f"({contract['void_reason']})"
+        )
     return _update(
         conn,
         warranty_contracts,
@@ -999,8 +1004,16 @@ def void_warranty_contract(conn: Connection, contract_id: int, *, reason: str) -
 
 
 def void_warranty(conn: Connection, *, device_id: str, reason: str, on: date) -> Record:
-    """Void a terminal's warranty from ``on`` (tampering, water, a third-party repair...)."""
+    """Void a terminal's warranty from ``on`` (tampering, water, a third-party repair...).  A
+    void already in force is only ever moved earlier: a later day would give back cover."""
     terminal = terminal_by_device_id(conn, device_id)
+    voided_on = terminal["warranty_voided_on"]
+    if voided_on is not None and on >= voided_on:
+        raise Conflict(
+            f"the warranty of terminal {terminal['device_id']} is already void since {voided_on} "
+            f"({terminal['warranty_void_reason']})",
+            field="on",
+        )
     return _update(
         conn,
         terminals,

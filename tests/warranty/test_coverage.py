@@ -8,6 +8,7 @@ import pytest
 
 from core.settings import WarrantySettings
 from fleet import service
+from fleet.errors import Conflict
 from store.db import Database
 from tests.fleet.support import T0, build_registry
 from warranty.coverage import add_months, coverage
@@ -118,3 +119,26 @@ def test_swapped_terminal_warranty_follows_the_replacement_rule(
     assert result.in_warranty and result.until == until
     assert result.source == ("replacement" if rule == "remainder" else "base")
     assert on_until.in_warranty and not past.in_warranty
+
+
+def test_a_void_stands_as_made_a_second_one_only_moves_it_earlier(database: Database) -> None:
+    settings = WarrantySettings()
+    with database.engine.begin() as conn:
+        reg = build_registry(conn)
+        service.install(conn, device_id=reg.imeis[0], plate=reg.plates[0], at=T0)
+        service.void_warranty(conn, device_id=reg.imeis[0], reason="water inside", on=date(2025, 6, 1))
+        with pytest.raises(Conflict, match=r"already void since 2025-06-01 \(water inside\)"):
+            service.void_warranty(conn, device_id=reg.imeis[0], reason="typo", on=date(2025, 9, 1))
+        still_void = coverage(conn, reg.imeis[0], date(2025, 7, 1), settings)
+        service.void_warranty(conn, device_id=reg.imeis[0], reason="opened earlier", on=date(2025, 5, 1))
+        earlier = coverage(conn, reg.imeis[0], date(2025, 5, 15), settings)
+        contract = service.add_warranty_contract(
+            conn, device_id=reg.imeis[1], starts_on=date(2026, 3, 1), ends_on=date(2027, 2, 28)
+        )
+        service.void_warranty_contract(conn, contract["id"], reason="not paid")
+        with pytest.raises(Conflict, match=r"was voided on .* \(not paid\)"):
+            service.void_warranty_contract(conn, contract["id"], reason="again")
+        kept = service.warranty_contracts_of(conn, service.terminal_by_device_id(conn, reg.imeis[1])["id"])
+    assert not still_void.in_warranty and "water inside" in still_void.reason
+    assert not earlier.in_warranty and "opened earlier" in earlier.reason
+    assert kept[0]["void_reason"] == "not paid"
