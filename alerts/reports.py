@@ -19,8 +19,9 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, available_timezones
 
 from sqlalchemy import and_, distinct, func, or_, select
 from sqlalchemy.engine import Connection
@@ -53,7 +54,8 @@ class Period:
 def parse_period(text: str, tz: str = "UTC") -> Period:
     """``2026-11`` (a month) or ``2026-Q4`` (a quarter), in the zone ``tz``; ValueError
     says what is accepted."""
-    zone = _zone(tz)
+    tz = zone_name(tz)
+    zone = ZoneInfo(tz)
     text = text.strip()
     if match := _MONTH.match(text):
         year, month = int(match[1]), int(match[2])
@@ -238,8 +240,19 @@ def last_month(now: datetime, tz: str = "UTC") -> Period:
     return parse_period(f"{previous.year}-{previous.month:02d}", tz)
 
 
+def zone_name(tz: str) -> str:
+    """The IANA name ``tz`` means, whatever its case (``asia/shanghai``); ValueError if none."""
+    name = _zone_names().get(tz.strip().lower())
+    if name is None:
+        raise ValueError(f"unknown time zone {tz!r}; use an IANA name such as Asia/Shanghai")
+    return name
+
+
+@cache
+def _zone_names() -> dict[str, str]:
+    # "localtime" is the server's own setting, not a zone a report can name
+    return {name.lower(): name for name in available_timezones() if name != "localtime"}
+
+
 def _zone(tz: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(tz)
-    except (KeyError, ValueError) as exc:  # ZoneInfoNotFoundError is a KeyError
-        raise ValueError(f"unknown time zone {tz!r}; use an IANA name such as Asia/Shanghai") from exc
+    return ZoneInfo(zone_name(tz))

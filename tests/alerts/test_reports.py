@@ -40,6 +40,16 @@ def test_a_month_and_a_quarter_are_bounded_in_the_zone_asked_for() -> None:
     assert reports.last_month(datetime(2026, 12, 31, 20, tzinfo=UTC), "Asia/Shanghai").label == "2026-12"
 
 
+def test_a_zone_is_read_whatever_its_case() -> None:
+    period = reports.parse_period("2026-10", " europe/berlin")
+    assert period.tz == "Europe/Berlin"
+    # summer time at the start, winter time at the end
+    assert (period.start.isoformat(), period.end.isoformat()) == (
+        "2026-10-01T00:00:00+02:00",
+        "2026-11-01T00:00:00+01:00",
+    )
+
+
 @pytest.mark.parametrize(
     ("period", "tz", "message"),
     [
@@ -47,6 +57,7 @@ def test_a_month_and_a_quarter_are_bounded_in_the_zone_asked_for() -> None:
         ("2026-Q5", "UTC", "neither a month"),
         ("November", "UTC", "neither a month"),
         ("2026-11", "Mars/Olympus", "unknown time zone"),
+        ("2026-11", "localtime", "unknown time zone"),  # the server's setting, not a zone
     ],
 )
 def test_a_period_that_cannot_be_read_says_why(period: str, tz: str, message: str) -> None:
