@@ -768,6 +768,11 @@ const reportsView = {
         h('p', { class: 'panel', id: 'report-refused' }, t('not_allowed', { role: label('role_', app.me.role) })));
     }
     const s = app.reports;
+    if (app.route.arg) { // a shared link: #/reports/2026-Q3/Asia/Shanghai
+      const [wanted, ...zone] = app.route.arg.split('/');
+      s.period = wanted;
+      if (zone.length) s.tz = zone.join('/');
+    }
     if (!s.tz) s.tz = browserZone();
     if (!s.period) s.period = lastPeriod('month', s.tz);
     const period = h('input', {
@@ -782,7 +787,8 @@ const reportsView = {
       s.period = period.value.trim();
       s.tz = zone.value.trim();
       s.shown = null;
-      refresh();
+      const link = `#/reports/${encodeURIComponent(s.period)}/${encodeURIComponent(s.tz)}`;
+      if (location.hash === link) refresh(); else location.hash = link; // the address bar can be shared
     };
     return h('section', { id: 'view-reports' },
       h('h1', {}, t('reports_title')),

@@ -244,7 +244,7 @@ def test_a_period_the_api_refuses_shows_its_message(live_api: LiveApi, june: Jun
             message = answer.json()["detail"]
             _ask(browser, period, tz)
             browser.wait_for(
-                f"document.getElementById('report-error').textContent === {json.dumps('Error: ' + message)}"
+                f"document.getElementById('report-error')?.textContent === {json.dumps('Error: ' + message)}"
             )
             assert (
                 browser.evaluate("document.getElementById('report').children.length") == 0
@@ -271,7 +271,7 @@ def test_choosing_a_quarter(live_api: LiveApi, june: June) -> None:
         )
         assert browser.evaluate("document.getElementById('report-period').value") == expected
         browser.evaluate("document.querySelector('#report-form button[type=submit]').click()")
-        browser.wait_for(f"document.getElementById('report-span').textContent.startsWith('{expected},')")
+        browser.wait_for(f"document.getElementById('report-span')?.textContent.startsWith('{expected},')")
 
         browser.evaluate(
             "(() => { const p = document.getElementById('report-period'); p.value = '2025-06';"
@@ -280,5 +280,21 @@ def test_choosing_a_quarter(live_api: LiveApi, june: June) -> None:
         assert (
             browser.evaluate("document.getElementById('report-kind').value") == "month"
         )  # follows what is typed
+    finally:
+        browser.close()
+
+
+def test_a_report_link_can_be_shared(live_api: LiveApi, june: June) -> None:
+    link = f"{live_api.base}/dashboard/#token={june.finance}&lang=en&view=reports/2025-06/Asia%2FShanghai"
+    browser = Browser(link)
+    try:
+        browser.wait_for(
+            "document.getElementById('report-span')?.textContent.startsWith('2025-06, Asia/Shanghai')"
+        )
+        assert _cells(browser, "report-volumes")["opened"][1] == "3"
+        assert browser.evaluate("document.getElementById('report-tz').value") == ZONE
+        _ask(browser, "2025-Q2", "UTC")
+        browser.wait_for("document.getElementById('report-span')?.textContent.startsWith('2025-Q2, UTC')")
+        assert browser.evaluate("location.hash") == "#/reports/2025-Q2/UTC"  # what the address bar now shares
     finally:
         browser.close()
