@@ -314,6 +314,11 @@ def format_summary(result: RunResult) -> str:
         f"handshakes {s['handshakes']}, rejected {s['rejected']}",
         f"faults injected {s['faults_injected']}",
     ]
+    if s["rejected"] and not s["handshakes"]:
+        lines.append(
+            "the gateway refused every login: are these terminals in its registry? "
+            "(gpsfleet simulate --registry --db URL writes them there)"
+        )
     return "\n".join(lines)
 
 

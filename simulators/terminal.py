@@ -281,6 +281,11 @@ class VirtualTerminal:
 
     def _on_lost(self, exc: BaseException | None) -> None:
         log.debug("%s: link lost: %s", self.terminal_id, exc)
+        if self.link is not None and not self.ready and self.codec.transport == "tcp":
+            # Closing the link is how a gateway says no where the protocol has no refusal
+            # (GT06, H02, Teltonika, an unknown terminal in "refuse" mode).
+            log.info("%s: the server closed the link before accepting the login", self.terminal_id)
+            self.stats.rejected += 1
         self._drop_link(exc, counted=False)
         self._wake()
 

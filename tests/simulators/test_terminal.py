@@ -14,7 +14,7 @@ from core.messages import MessageType
 from gateway.protocols import PROTOCOLS
 from gateway.protocols.base import DecodeContext, parse_tz
 from simulators.motion import LatLon, distance_m
-from simulators.runner import Endpoints, FleetRunner, RunResult
+from simulators.runner import Endpoints, FleetRunner, RunResult, format_summary
 from simulators.scenario import expand, parse_scenario
 from tests.simulators.support import PROTOCOL_NAMES, AckingServer, scenario_text
 
@@ -284,3 +284,29 @@ def test_the_offline_buffer_is_bounded_and_says_when_it_drops(caplog: pytest.Log
     assert result.stats["buffered"] == 2
     assert result.stats["buffer_dropped"] == result.stats["fixes"] - 2 >= 2
     assert "dropping the oldest" in caplog.text
+
+
+def test_a_login_answered_by_closing_the_link_counts_as_rejected_and_the_summary_says_why() -> None:
+    """The gateway refuses an unregistered GT06 or H02 terminal by closing the link: no
+    protocol has a "no" for those logins, and the operator must still see the refusal."""
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)
+        writer.close()
+
+    async def scenario() -> RunResult:
+        server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            runner = FleetRunner(
+                parse_scenario(scenario_text("gt06", count=1)), Endpoints("127.0.0.1", {"gt06": port}, {})
+            )
+            return await runner.run(duration_s=2)
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    result = asyncio.run(scenario())
+    assert result.stats["handshakes"] == 0
+    assert result.stats["rejected"] >= 1
+    assert "the gateway refused every login" in format_summary(result)
