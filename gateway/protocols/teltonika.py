@@ -661,7 +661,9 @@ class TeltonikaDevice(DeviceCodec):
     def positions(self, messages: list[Message]) -> Outgoing:
         return self._packet(messages)
 
-    def heartbeat(self, attributes: Mapping[str, Any] | None = None) -> Outgoing:
+    def heartbeat(self, attributes: Mapping[str, Any] | None = None) -> Outgoing | None:
+        if self.transport == "udp":
+            return None  # the keep-alive byte is a TCP thing; over UDP the records are the sign of life
         return Outgoing(bytes((KEEP_ALIVE,)), None, needs_ack=False)
 
     def status(self, attributes: Mapping[str, Any], alarms: list[str]) -> Outgoing:

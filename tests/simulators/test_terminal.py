@@ -125,6 +125,8 @@ def test_fixes_kept_while_offline_are_uploaded_in_batches(protocol: str) -> None
 
 @pytest.mark.parametrize("protocol", ["teltonika", "h02"])
 def test_udp_terminals_report_and_read_replies(protocol: str) -> None:
+    """Every datagram decodes, heartbeats included (Teltonika has no keep-alive over UDP:
+    a lone 0xFF datagram was logged by the gateway as malformed)."""
     spec = spec_of(protocol)
     server = AckingServer(spec)
 
@@ -132,7 +134,8 @@ def test_udp_terminals_report_and_read_replies(protocol: str) -> None:
         await server.start(udp=True)
         try:
             runner = FleetRunner(
-                parse_scenario(scenario_text(protocol, transport="udp")), endpoints(protocol, server)
+                parse_scenario(scenario_text(protocol, transport="udp", heartbeat_s=0.5)),
+                endpoints(protocol, server),
             )
             return await runner.run(duration_s=3)
         finally:
