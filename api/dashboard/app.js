@@ -342,7 +342,8 @@ function showSignIn(message) {
         id: 'signin',
         onsubmit: (event) => {
           event.preventDefault();
-          app.token = input.value.trim();
+          // a token copied with its header ("Authorization: Bearer gpf_…") is still the token
+          app.token = input.value.trim().replace(/^(authorization:\s*)?bearer\s+/i, '');
           sessionStorage.setItem(TOKEN_KEY, app.token);
           enter();
         },

@@ -161,3 +161,20 @@ def test_acknowledge_an_alert_from_the_terminal_it_is_on(live_api: LiveApi) -> N
         assert stored["state"] == "acknowledged" and stored["ack_comment"] == "installer booked for Friday"
     finally:
         noc.close()
+
+
+def test_a_token_pasted_with_its_header_signs_in(live_api: LiveApi) -> None:
+    browser = Browser(f"{live_api.base}/dashboard/#lang=en")
+    try:
+        browser.wait_for("document.getElementById('signin')")
+        token = live_api.fleet.tokens["technician"]
+        browser.evaluate(
+            f"""(() => {{ const f = document.getElementById('signin');
+            f.elements.token.value = '  Authorization: Bearer {token} ';
+            f.querySelector('button[type=submit]').click(); }})()"""
+        )
+        browser.wait_for("document.querySelector('#terminal-table tbody tr[data-terminal]')")
+        assert browser.evaluate("sessionStorage.getItem('gpsfleet.token')") == token
+        assert "Wang tech" in browser.evaluate("document.getElementById('who').textContent")
+    finally:
+        browser.close()
