@@ -19,6 +19,7 @@ import json
 import signal
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +45,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="scenario TOML file, or a shipped one: mixed-fleet, load-test, fault-drill",
     )
     parser.add_argument("--protocol", choices=PROTOCOLS, help="quick mode: one protocol for every terminal")
+    parser.add_argument("--terminals", type=int, metavar="N", help="quick mode: how many (default 10)")
     parser.add_argument(
-        "--terminals", type=int, default=10, metavar="N", help="quick mode: how many (default 10)"
+        "--interval",
+        type=float,
+        metavar="S",
+        help="seconds between fixes (default 10, or the scenario's; given, it applies to every group)",
     )
     parser.add_argument(
-        "--interval", type=float, default=10.0, metavar="S", help="seconds between fixes (default 10)"
+        "--heartbeat",
+        type=float,
+        metavar="S",
+        help="seconds between heartbeats (default: the scenario's, or twice the interval, at least 60)",
     )
-    parser.add_argument("--heartbeat", type=float, metavar="S", help="seconds between heartbeats when idle")
     parser.add_argument(
         "--target",
         metavar="URL",
@@ -64,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="S",
         help="stop after S seconds (default: the scenario's, or Ctrl-C)",
     )
-    parser.add_argument("--seed", type=int, default=1, help="quick mode: seed of identities and routes")
+    parser.add_argument("--seed", type=int, help="quick mode: seed of identities and routes (default 1)")
     parser.add_argument(
         "--local-hosts",
         metavar="A,B,...",
@@ -83,27 +90,58 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def scenario_from_args(args: argparse.Namespace) -> tuple[Scenario, str | None]:
     """The scenario and the quick-mode target URL (None: the configured ports)."""
+    if args.interval is not None and args.interval < 1.0:
+        raise ScenarioError("--interval must be at least 1 s: trackers report fix times in whole seconds")
+    if args.heartbeat is not None and args.heartbeat <= 0:
+        raise ScenarioError("--heartbeat must be > 0")
     if args.scenario:
         if args.protocol:
             raise ScenarioError("give --scenario or --protocol, not both")
-        return load_scenario(args.scenario), None
+        for flag, value in (
+            ("--terminals", args.terminals),
+            ("--seed", args.seed),
+            ("--target", args.target),
+        ):
+            if value is not None:
+                raise ScenarioError(
+                    f"{flag} is for quick mode (--protocol P); a scenario sets it in its file"
+                    + (" (--host changes where it sends)" if flag == "--target" else "")
+                )
+        return with_timing(load_scenario(args.scenario), args.interval, args.heartbeat), None
     if not args.protocol:
         raise ScenarioError("give --scenario FILE or --protocol P (with --terminals, --interval, --target)")
-    if args.terminals < 1:
+    terminals = 10 if args.terminals is None else args.terminals
+    if terminals < 1:
         raise ScenarioError("--terminals must be at least 1")
-    if args.interval <= 0:
-        raise ScenarioError("--interval must be > 0")
     transport = Target.parse(args.target).transport if args.target else "tcp"
     scenario = quick_scenario(
         protocol=args.protocol,
-        terminals=args.terminals,
-        interval_s=args.interval,
+        terminals=terminals,
+        interval_s=10.0 if args.interval is None else args.interval,
         transport=transport,
         duration_s=args.duration,
-        seed=args.seed,
+        seed=1 if args.seed is None else args.seed,
         heartbeat_s=args.heartbeat,
     )
     return scenario, args.target
+
+
+def with_timing(scenario: Scenario, interval_s: float | None, heartbeat_s: float | None) -> Scenario:
+    """The scenario with ``--interval`` and ``--heartbeat`` over every group's own timing."""
+    if interval_s is None and heartbeat_s is None:
+        return scenario
+    fleet = [
+        replace(
+            group,
+            timing=replace(
+                group.timing,
+                interval_s=group.timing.interval_s if interval_s is None else interval_s,
+                heartbeat_s=group.timing.heartbeat_s if heartbeat_s is None else heartbeat_s,
+            ),
+        )
+        for group in scenario.fleet
+    ]
+    return replace(scenario, fleet=fleet)
 
 
 def endpoints_for(

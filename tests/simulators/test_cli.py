@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from app.cli import main
+from app.cli import build_parser, main
+from app.commands.simulate import scenario_from_args
 from gateway.protocols import PROTOCOLS
 from store.db import open_database
 from store.tables.registry import installations, terminals
@@ -97,3 +98,30 @@ def test_registry_flag_writes_the_fleet_once(
         assert conn.execute(select(func.count()).select_from(terminals)).scalar_one() == 4
         assert conn.execute(select(func.count()).select_from(installations)).scalar_one() == 4
     database.dispose()
+
+
+def test_interval_and_heartbeat_flags_apply_to_every_group_of_a_scenario() -> None:
+    args = build_parser().parse_args(
+        ["simulate", "--scenario", "mixed-fleet", "--interval", "2", "--heartbeat", "7"]
+    )
+    scenario, _target = scenario_from_args(args)
+    assert {group.timing.interval_s for group in scenario.fleet} == {2.0}
+    assert {group.timing.heartbeat_s for group in scenario.fleet} == {7.0}
+
+
+@pytest.mark.parametrize(
+    "flag", [["--terminals", "5"], ["--seed", "3"], ["--target", "tcp://127.0.0.1:5015"]]
+)
+def test_quick_mode_flags_with_a_scenario_are_refused_not_ignored(
+    flag: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["simulate", "--scenario", "mixed-fleet", "--duration", "1", *flag])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"{flag[0]} is for quick mode" in err
+    assert "Traceback" not in err
+
+
+def test_a_scenario_interval_under_a_second_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "--scenario", "mixed-fleet", "--interval", "0.5", "--duration", "1"]) == 2
+    assert "--interval must be at least 1 s" in capsys.readouterr().err
