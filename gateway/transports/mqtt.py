@@ -90,6 +90,7 @@ class MqttBridge:
         self._links: dict[tuple[str, str], MqttTopicLink] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.connected = False
+        self._stopping = False
         self.messages = 0
         topic = f"{settings.topic_prefix}/+/+/up"
         self.subscription = f"$share/{settings.shared_group}/{topic}" if settings.shared_group else topic
@@ -119,6 +120,7 @@ class MqttBridge:
         self.client.loop_start()
 
     async def stop(self) -> None:
+        self._stopping = True
         self.client.disconnect()
         await asyncio.get_running_loop().run_in_executor(None, self.client.loop_stop)
         self.connected = False
@@ -146,7 +148,9 @@ class MqttBridge:
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
-        if self.connected:
+        if self._stopping:
+            log.info("MQTT disconnected from %s: the gateway stopping", self.broker)
+        elif self.connected:
             log.warning("MQTT disconnected from %s: %s; reconnecting", self.broker, reason)
         self.connected = False
         metrics.MQTT_CONNECTED.set(0)

@@ -157,3 +157,27 @@ def test_mqtt_frames_stored_acknowledged_replied_and_dead_lettered(
 def _dead_letters(database: Database) -> int:
     with database.engine.connect() as conn:
         return len(conn.execute(select(mqtt_dead_letters.c.id)).all())
+
+
+@pytest.mark.mqtt
+def test_stopping_the_gateway_does_not_warn_that_mqtt_is_reconnecting(
+    sqlite_url: str,
+    sqlite_database: Database,
+    tmp_path: Path,
+    mqtt_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A clean stop logged "MQTT disconnected ...: Normal disconnection; reconnecting"."""
+    settings = settings_for(
+        sqlite_url, tmp_path, mqtt={"enabled": True, "url": mqtt_url, "client_id": f"gw-{os.getpid()}-t2"}
+    )
+
+    async def scenario() -> None:
+        async with running_gateway(settings, sqlite_database) as gateway:
+            await eventually(lambda: gateway.status()["mqtt"][0]["connected"])
+
+    with caplog.at_level("INFO", logger="gateway.transports.mqtt"):
+        run(scenario())
+    messages = [record.getMessage() for record in caplog.records]
+    assert not [m for m in messages if "reconnecting" in m]
+    assert any("MQTT disconnected from" in m and "gateway stopping" in m for m in messages)
