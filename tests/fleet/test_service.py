@@ -154,6 +154,34 @@ def test_swap_refuses_a_new_terminal_not_in_stock(database: Database) -> None:
             )
 
 
+def test_work_on_site_is_recorded_once_done_never_ahead(database: Database) -> None:
+    tomorrow = service.utcnow() + timedelta(days=1)
+    with database.engine.begin() as conn:
+        reg = build_registry(conn)
+        service.install(conn, device_id=reg.imeis[0], plate=reg.plates[0], iccid=reg.iccids[0], at=T0)
+        swap = {"performed_by": "Z", "reason": "x"}
+        attempts = {
+            "install": lambda at: service.install(conn, device_id=reg.imeis[1], plate=reg.plates[1], at=at),
+            "terminal swap": lambda at: service.swap_terminal(
+                conn, old_device_id=reg.imeis[0], new_device_id=reg.imeis[2], at=at, **swap
+            ),
+            "SIM swap": lambda at: service.swap_sim(
+                conn, old_iccid=reg.iccids[0], new_iccid=reg.iccids[1], at=at, **swap
+            ),
+            "uninstall": lambda at: service.uninstall(conn, device_id=reg.imeis[0], at=at),
+        }
+        for what, attempt in attempts.items():
+            with pytest.raises(Invalid, match="is in the future") as caught:
+                attempt(tomorrow)
+            assert caught.value.field == "at", what
+        nothing_moved = service.open_installation(
+            conn, terminal_id=service.terminal_by_device_id(conn, reg.imeis[0])["id"]
+        )
+        skewed = attempts["SIM swap"](service.utcnow() + timedelta(minutes=1))  # a phone a bit ahead
+    assert nothing_moved is not None and nothing_moved["valid_from"] == T0
+    assert skewed["new_iccid"] == reg.iccids[1]
+
+
 def test_sim_moved_between_terminals_keeps_both_histories(database: Database) -> None:
     with database.engine.begin() as conn:
         reg = build_registry(conn)
