@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tomllib
 
@@ -28,7 +29,9 @@ def settings_from(args: argparse.Namespace, **overrides: object) -> Settings:
         print("gpsfleet: invalid settings:\n  " + "\n  ".join(problems), file=sys.stderr)
         raise SystemExit(2) from exc
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        print(f"gpsfleet: cannot read the settings file: {exc}", file=sys.stderr)
+        path = getattr(args, "config", None) or os.environ.get("GPSFLEET_CONFIG", "")
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        print(f"gpsfleet: cannot read the settings file {path}: {detail}", file=sys.stderr)
         raise SystemExit(2) from exc
 
 

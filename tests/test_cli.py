@@ -8,6 +8,7 @@ deeper ones run in-process (same parser, much cheaper on a busy machine).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -67,3 +68,17 @@ def test_the_readme_names_every_benchmark() -> None:
     named |= set(re.findall(r"^gpsfleet bench ([a-z-]+)\b", readme, re.M))
     benches = {path[1] for path in COMMAND_PATHS if len(path) == 2 and path[0] == "bench"}
     assert benches and named == benches
+
+
+def test_a_settings_file_that_is_not_toml_is_named_in_the_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "gpsfleet.toml"
+    path.write_text("db = \n")
+    monkeypatch.setenv("GPSFLEET_CONFIG", str(path))  # --config sets it: restored after the test
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--config", str(path), "config"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"cannot read the settings file {path}:" in err
+    assert "line 1" in err
