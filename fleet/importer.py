@@ -517,7 +517,10 @@ def _plan_installation(
     valid_from = v.parse_time(_cell(row, "valid_from"), "valid_from")
     if valid_from is None:
         raise Invalid("valid_from is required", field="valid_from")
+    valid_from = service.done_at(valid_from, "valid_from")
     valid_to = v.parse_time(_cell(row, "valid_to"), "valid_to")
+    if valid_to is not None:
+        valid_to = service.done_at(valid_to, "valid_to")
     if valid_to is not None and valid_to <= valid_from:
         raise Invalid("valid_to must be after valid_from", field="valid_to")
     values = {

@@ -47,14 +47,14 @@ def utcnow() -> datetime:
 CLOCK_SKEW = timedelta(minutes=5)  # a technician's phone may run a little ahead
 
 
-def _done_at(at: datetime | None) -> datetime:
+def done_at(at: datetime | None, field: str = "at") -> datetime:
     """When work on site was done: now, or a moment already past (never a planned one, which
     would show the vehicle's terminal and SIM changed before anybody went)."""
     if at is None:
         return utcnow()
     at = v.aware(at)
     if at > utcnow() + CLOCK_SKEW:
-        raise Invalid(f"at {at.isoformat()} is in the future; record work once it is done", field="at")
+        raise Invalid(f"{field} {at.isoformat()} is in the future; record work once it is done", field=field)
     return at
 
 
@@ -623,7 +623,7 @@ def install(
     mount_location: str | None = None,
 ) -> Record:
     """Bind a terminal (and its SIM) to a vehicle from ``at`` on; the warranty starts here."""
-    at = _done_at(at)
+    at = done_at(at)
     terminal = terminal_by_device_id(conn, device_id)
     vehicle = vehicle_by_plate(conn, plate)
     sim = sim_by_iccid(conn, iccid) if iccid else None
@@ -708,7 +708,7 @@ def uninstall(
     terminal_status: str = "stock",
 ) -> Record:
     """End a terminal's installation: the terminal goes back to stock, its SIM too."""
-    at = _done_at(at)
+    at = done_at(at)
     terminal = terminal_by_device_id(conn, device_id)
     current = open_installation(conn, terminal_id=terminal["id"])
     if current is None:
@@ -734,7 +734,7 @@ def swap_terminal(
 ) -> Record:
     """Rule 5: the new terminal takes the vehicle and the old one's SIM (unless ``new_iccid``
     swaps it too); the old terminal is returned for repair, tagged with plate and symptom."""
-    at = _done_at(at)
+    at = done_at(at)
     performed_by = v.required(performed_by, "performed_by")
     reason = v.required(reason, "reason", 2000)
     old = terminal_by_device_id(conn, old_device_id)
@@ -807,7 +807,7 @@ def swap_sim(
     ticket_ref: str | None = None,
 ) -> Record:
     """Rule 6: the terminal holding ``old_iccid`` gets ``new_iccid``; the old SIM goes to stock."""
-    at = _done_at(at)
+    at = done_at(at)
     performed_by = v.required(performed_by, "performed_by")
     reason = v.required(reason, "reason", 2000)
     old_sim = sim_by_iccid(conn, old_iccid)

@@ -110,6 +110,30 @@ def test_invalid_rows_are_reported_and_the_others_import(catalogue: Database) ->
     assert _count(database, terminals) == 3
 
 
+def test_an_installation_dated_ahead_is_a_row_error(catalogue: Database) -> None:
+    database = catalogue
+    _load(database, "customers", CUSTOMERS)
+    _load(database, "vehicles", _vehicles())
+    text = _units().replace("2025-03-01T08:00:00Z", "2035-03-01T08:00:00Z", 1)  # 2025 mistyped
+    units = _load(database, "units", text)
+    assert (units.created, [(e.row, e.field) for e in units.errors]) == (2, [(2, "valid_from")])
+    assert "2035-03-01T08:00:00+00:00 is in the future" in units.errors[0].message
+    ended = rows_to_csv(
+        "installations",
+        [
+            {
+                "device_id": imei_for(2),
+                "plate": "粤B10002",
+                "valid_from": "2025-03-01T08:00:00Z",
+                "valid_to": "2099-01-01",
+            }
+        ],
+    )
+    report = _load(database, "installations", ended)
+    assert [(e.row, e.field) for e in report.errors] == [(2, "valid_to")]
+    assert _count(database, installations) == 2
+
+
 def test_dry_run_writes_nothing_but_reports(catalogue: Database) -> None:
     database = catalogue
     _load(database, "customers", CUSTOMERS)
