@@ -128,6 +128,9 @@ class Scenario:
     faults: list[FaultEntry]
     description: str = ""
     source: str = "<flags>"
+    # Quick fleets of different protocols share a seed: this keeps their terminals,
+    # plates, VINs and SIMs apart (shipped scenarios keep the identities they always had).
+    identity_salt: str = ""
 
     @property
     def terminal_count(self) -> int:
@@ -508,7 +511,7 @@ DEFAULT_ROUTE = RouteSpec(name="default")
 def expand(scenario: Scenario) -> list[TerminalPlan]:
     """One plan per terminal, the same for the same scenario and seed."""
     plans: list[TerminalPlan] = []
-    seed = scenario.seed
+    seed: object = f"{scenario.seed}:{scenario.identity_salt}" if scenario.identity_salt else scenario.seed
     for group in scenario.fleet:
         route = scenario.routes[group.route] if group.route else DEFAULT_ROUTE
         for group_index in range(group.count):
@@ -571,4 +574,5 @@ def quick_scenario(
         routes={},
         fleet=[group],
         faults=[],
+        identity_salt=protocol,
     )

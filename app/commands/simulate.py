@@ -25,6 +25,7 @@ from typing import Any
 
 from app.context import add_db_argument, database_or_exit, settings_from
 from core.settings import Settings, mask_dsn
+from fleet.errors import FleetError
 from simulators.drill import DrillReport, evaluate, expectations, format_table
 from simulators.registry import seed_registry
 from simulators.runner import Endpoints, FleetRunner, RunnerError, RunResult, format_summary, run_blocking
@@ -290,7 +291,12 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     if args.registry and database is not None:
-        print(seed_registry(database, runner.plans), file=sys.stderr)
+        try:
+            print(seed_registry(database, runner.plans), file=sys.stderr)
+        except FleetError as exc:  # a plate, VIN or SIM of the simulated fleet is someone else's
+            print(f"gpsfleet simulate: cannot register the fleet: {exc}", file=sys.stderr)
+            runner.close()
+            return 2
     for port in runner.prepare():
         print(
             f"serial terminal {port.terminal_id} ({port.protocol}): the gateway reads {port.slave_path}",

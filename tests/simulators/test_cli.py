@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from app.cli import build_parser, main
 from app.commands.simulate import scenario_from_args
 from gateway.protocols import PROTOCOLS
+from simulators.scenario import expand, quick_scenario
 from store.db import open_database
 from store.tables.registry import installations, terminals
 from tests.simulators.support import AckingServer
@@ -125,3 +126,34 @@ def test_quick_mode_flags_with_a_scenario_are_refused_not_ignored(
 def test_a_scenario_interval_under_a_second_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["simulate", "--scenario", "mixed-fleet", "--interval", "0.5", "--duration", "1"]) == 2
     assert "--interval must be at least 1 s" in capsys.readouterr().err
+
+
+def test_a_registry_conflict_is_a_clear_error_not_a_traceback(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fleet import service
+
+    plan = expand(
+        quick_scenario(protocol="jt808", terminals=1, interval_s=5, transport="tcp", duration_s=None)
+    )[0]
+    database = open_database(sqlite_url)
+    with database.engine.begin() as conn:
+        customer = service.create_customer(conn, name="Someone Else")
+        service.create_vehicle(conn, plate=plan.plate, customer_id=customer["id"])
+    database.dispose()
+    args = [
+        "simulate",
+        "--protocol",
+        "jt808",
+        "--terminals",
+        "1",
+        "--duration",
+        "1",
+        "--registry",
+        "--db",
+        sqlite_url,
+    ]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "gpsfleet simulate: cannot register the fleet: a vehicle with plate" in err
+    assert "already exists" in err and "Traceback" not in err

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from core.settings import Settings
 from fleet.directory import TerminalDirectory
 from simulators.registry import seed_registry
-from simulators.scenario import expand, parse_scenario
+from simulators.scenario import expand, parse_scenario, quick_scenario
 from store.db import open_database
 from warranty.coverage import coverage
 
@@ -57,3 +57,26 @@ def test_the_fleet_is_registered_once_with_the_warranties_it_declares(db_url: st
             covered = coverage(conn, plan.terminal_id, today, Settings().warranty)
             assert covered.in_warranty is (plan.group.warranty == "active"), (plan.group.name, covered.reason)
     database.dispose()
+
+
+def test_quick_fleets_of_two_protocols_with_the_same_seed_are_both_registered(sqlite_url: str) -> None:
+    """``simulate --protocol jt808 --registry`` then ``--protocol h02 --registry`` (both seed 1):
+    different terminals, so they must not share plates, VINs or SIMs (that was a Conflict
+    traceback)."""
+    database = open_database(sqlite_url)
+    try:
+        first = expand(
+            quick_scenario(protocol="jt808", terminals=3, interval_s=5, transport="tcp", duration_s=None)
+        )
+        second = expand(
+            quick_scenario(protocol="h02", terminals=3, interval_s=5, transport="udp", duration_s=None)
+        )
+        seed_registry(database, first)
+        result = seed_registry(database, second)
+        assert result.terminals == 3 and result.vehicles == 3
+        directory = TerminalDirectory(database)
+        for plan in first + second:
+            info = directory.resolve(plan.terminal_id)
+            assert info is not None and info.status == "installed", plan.terminal_id
+    finally:
+        database.dispose()
