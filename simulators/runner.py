@@ -297,7 +297,7 @@ class FleetRunner:
         return (
             f"[{elapsed:7.1f}s] terminals {s.connected}/{len(self.plans)} connected · "
             f"sent {s.frames_sent} ({rate:,.0f}/s) · acked {s.acked} · retransmitted {s.retransmitted} · "
-            f"faults {s.faults_injected} · buffered {s.buffered} · reconnects {s.disconnects}"
+            f"faults {s.faults_injected} · buffered {s.buffered} · disconnects {s.disconnects}"
         )
 
 

@@ -313,3 +313,11 @@ def test_a_login_answered_by_closing_the_link_counts_as_rejected_and_the_summary
     assert result.stats["handshakes"] == 0
     assert result.stats["rejected"] >= 1
     assert "the gateway refused every login" in format_summary(result)
+
+
+def test_the_progress_line_names_disconnects_as_such() -> None:
+    """A clean stop drops every link: the last progress line said "reconnects 50"."""
+    runner = FleetRunner(parse_scenario(scenario_text("gt06", count=1)), Endpoints("127.0.0.1", {}, {}))
+    runner.stats.disconnects = 3
+    line = runner.progress_line(1.0)
+    assert "disconnects 3" in line and "reconnects" not in line
