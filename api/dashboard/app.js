@@ -524,6 +524,12 @@ function pageSizeSelect(s) {
 }
 
 function renderPager(el, page, s) {
+  if (!page.items.length && page.offset && page.total) {
+    // Rows went away while a later page was shown (alerts cleared, tickets closed): show the last page there is.
+    s.offset = Math.floor((page.total - 1) / s.limit) * s.limit;
+    refresh();
+    return;
+  }
   const from = page.total ? page.offset + 1 : 0;
   const to = page.offset + page.items.length;
   el.replaceChildren(

@@ -1,17 +1,31 @@
 """What a NOC operator and a customer tripped on, walking the dashboard in a real Chromium:
-the ticket filter offered "open" twice (the second meant the same as the first), a terminal
-one may not see stayed "Loading…" for ever, and on a phone the search box was squeezed to a
-few letters by the filters beside it."""
+the ticket filter offered "open" twice, a terminal one may not see stayed "Loading…" for ever,
+on a phone the search box was squeezed to a few letters, a Chinese page named the role in
+English, a one-fix track said "1 fixes", a raised alert could not be acknowledged from its
+terminal, a token pasted with its "Bearer" header was refused, and a page whose rows went
+away stayed empty."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
 
 from tests.browser.cdp import Browser
 from tests.browser.support import LiveApi
+
+
+@contextmanager
+def _dashboard(live_api: LiveApi, who: str, view: str, lang: str = "en") -> Iterator[Browser]:
+    """A Chromium signed in with ``who``'s token by a link to ``view``."""
+    token = live_api.fleet.tokens[who]
+    browser = Browser(f"{live_api.base}/dashboard/#token={token}&lang={lang}&view={view}")
+    try:
+        yield browser
+    finally:
+        browser.close()
 
 
 @pytest.fixture
@@ -37,9 +51,7 @@ def phone_page(live_api: LiveApi) -> Iterator[Browser]:
 
 @pytest.mark.parametrize(("lang", "text"), [("en", "Open (not yet resolved)"), ("zh", "未完成（修复前）")])
 def test_the_ticket_state_filter_offers_open_once(live_api: LiveApi, lang: str, text: str) -> None:
-    token = live_api.fleet.tokens["admin"]
-    browser = Browser(f"{live_api.base}/dashboard/#token={token}&lang={lang}&view=tickets")
-    try:
+    with _dashboard(live_api, "admin", "tickets", lang) as browser:
         browser.wait_for("document.querySelector('#ticket-table tbody tr[data-ticket]')")
         options = browser.evaluate(
             "[...document.getElementById('ticket-state').options].map(o => [o.value, o.text, o.selected])"
@@ -55,17 +67,11 @@ def test_the_ticket_state_filter_offers_open_once(live_api: LiveApi, lang: str, 
             "cancelled",
             "",
         ]
-    finally:
-        browser.close()
 
 
 def test_a_terminal_one_may_not_see_says_not_found(live_api: LiveApi) -> None:
     fleet = live_api.fleet
-    token = fleet.tokens["harbour"]
-    browser = Browser(
-        f"{live_api.base}/dashboard/#token={token}&lang=en&view=terminal/{fleet.other_customer}"
-    )
-    try:
+    with _dashboard(live_api, "harbour", f"terminal/{fleet.other_customer}", "en") as browser:
         browser.wait_for("document.getElementById('terminal-missing')?.hidden === false")
         said = browser.evaluate("document.getElementById('terminal-missing').textContent")
         assert said == f"Error: terminal {fleet.other_customer} not found"
@@ -78,8 +84,6 @@ def test_a_terminal_one_may_not_see_says_not_found(live_api: LiveApi) -> None:
         browser.wait_for("document.querySelector('#registry-panel dl')")
         assert browser.evaluate("document.getElementById('terminal-missing').hidden")
         assert browser.evaluate(body) == "grid"
-    finally:
-        browser.close()
 
 
 def test_on_a_phone_the_search_box_has_a_row_of_its_own(phone_page: Browser) -> None:
@@ -94,9 +98,7 @@ def test_on_a_phone_the_search_box_has_a_row_of_its_own(phone_page: Browser) -> 
 
 
 def test_a_customer_reading_chinese_sees_its_role_in_chinese(live_api: LiveApi) -> None:
-    token = live_api.fleet.tokens["harbour"]
-    browser = Browser(f"{live_api.base}/dashboard/#token={token}&lang=zh&view=reports")
-    try:
+    with _dashboard(live_api, "harbour", "reports", "zh") as browser:
         browser.wait_for("document.getElementById('report-refused')")
         who = browser.evaluate("document.getElementById('who').textContent")
         assert who.startswith("Harbour portal · 角色: 客户") and "customer" not in who
@@ -106,20 +108,14 @@ def test_a_customer_reading_chinese_sees_its_role_in_chinese(live_api: LiveApi) 
             "[...document.querySelectorAll('#lang button')].find(b => b.textContent === 'English').click()"
         )
         browser.wait_for("document.getElementById('who').textContent.includes('role: customer')")
-    finally:
-        browser.close()
 
 
 def test_a_track_of_one_fix_says_one_fix(live_api: LiveApi) -> None:
     fleet = live_api.fleet
-    token = fleet.tokens["admin"]
-    browser = Browser(f"{live_api.base}/dashboard/#token={token}&lang=en&view=terminal/{fleet.power_cut}")
-    try:
+    with _dashboard(live_api, "admin", f"terminal/{fleet.power_cut}", "en") as browser:
         browser.wait_for("document.querySelector('#track figcaption')")
         caption = browser.evaluate("document.querySelector('#track figcaption').textContent")
         assert caption.startswith("one fix · Last position: 31.10000, 121.30000"), caption
-    finally:
-        browser.close()
 
 
 def test_acknowledge_an_alert_from_the_terminal_it_is_on(live_api: LiveApi) -> None:
@@ -178,3 +174,14 @@ def test_a_token_pasted_with_its_header_signs_in(live_api: LiveApi) -> None:
         assert "Wang tech" in browser.evaluate("document.getElementById('who').textContent")
     finally:
         browser.close()
+
+
+def test_a_page_that_emptied_goes_back_to_the_last_page_there_is(live_api: LiveApi) -> None:
+    with _dashboard(live_api, "admin", "alerts", "en") as browser:
+        browser.wait_for("document.querySelector('#alert-table tbody tr[data-alert]')")
+        shown = browser.evaluate("document.querySelectorAll('#alert-table tbody tr[data-alert]').length")
+        # the operator was on page 3 when the alerts there cleared: the next poll finds it empty
+        browser.evaluate("app.alerts.offset = 200; refresh()")
+        rows = "document.querySelectorAll('#alert-table tbody tr[data-alert]').length"
+        browser.wait_for(f"app.alerts.offset === 0 && {rows} === {shown}")
+        assert f"1–{shown} of {shown}" in browser.evaluate("document.getElementById('pager').textContent")
