@@ -297,6 +297,9 @@ def list_tickets(
     priority: str | None = Query(None, pattern="^(urgent|high|normal|low)$"),
     source: str | None = Query(None, pattern="^(auto|manual)$"),
     to_verify: bool | None = Query(None, description="only tickets whose fault cleared before dispatch"),
+    overdue: bool | None = Query(
+        None, description="true: open tickets past their response or repair due time now; false: the others"
+    ),
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0),
     principal: Principal = Depends(ANYONE),
@@ -340,6 +343,9 @@ def list_tickets(
     if scope is not None:
         query = query.where(tickets.c.customer_id == scope)
     now = datetime.now(UTC)
+    if overdue is not None:
+        late = ticket_store.overdue_now(now)
+        query = query.where(late if overdue else ~late)
     return _page(database, query, tickets.c.id, limit, offset, lambda row: ticket_store.public(row, now))
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import desc, insert, select, text, update
+from sqlalchemy import ColumnElement, and_, desc, insert, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from alerts.sql import insert_unless_open
@@ -469,6 +469,20 @@ def public(row: dict[str, Any], now: datetime) -> dict[str, Any]:
     out["response_minutes"] = _minutes(row["created_at"], responded)
     out["repair_minutes"] = _minutes(row["created_at"], repaired)
     return out
+
+
+def overdue_now(now: datetime) -> ColumnElement[bool]:
+    """An open ticket that ``public`` flags overdue: answered late or unanswered past its
+    response due time, or past its repair due time."""
+    return and_(
+        tickets.c.state.in_(OPEN_STATES),
+        or_(
+            # spelled out, not coalesced: NOT of a NULL comparison would hide a ticket from both lists
+            and_(tickets.c.responded_at.is_not(None), tickets.c.responded_at > tickets.c.response_due),
+            and_(tickets.c.responded_at.is_(None), tickets.c.response_due < now),
+            tickets.c.repair_due < now,
+        ),
+    )
 
 
 def responded_at(row: dict[str, Any]) -> datetime | None:

@@ -291,3 +291,30 @@ def test_a_month_that_is_over_keeps_its_figures_when_a_ticket_comes_back_later(d
     assert (counts["resolved_in_period"], counts["closed_in_period"], counts["open_at_end"]) == (2, 1, 0)
     counts = november["tickets"]
     assert (counts["resolved_in_period"], counts["closed_in_period"], counts["open_at_end"]) == (0, 0, 2)
+
+
+def test_the_desk_lists_the_open_tickets_that_are_late(desk: Any) -> None:
+    database, fleet, settings = desk
+    at = datetime.now(UTC) - timedelta(hours=30)  # normal: respond in 24 h, repair in 120 h
+    unanswered = _open(database, settings, fleet.in_warranty, at)
+    answered_late = _open(database, settings, fleet.out_of_warranty, at)
+    _move(database, answered_late, ("approved", at + timedelta(hours=25)))
+    in_time = _open(database, settings, fleet.healthy, at, fault="offline")
+    _move(database, in_time, ("approved", at + timedelta(hours=1)))
+    fresh = _open(database, settings, fleet.healthy, datetime.now(UTC))
+    dropped = _open(database, settings, fleet.in_warranty, at, fault="power_cut")
+    _move(database, dropped, ("cancelled", at + timedelta(hours=1)))
+    manager = create_token(database.engine, role="manager").token
+    with TestClient(create_app(settings, database)) as client:
+
+        def listed(overdue: str) -> dict[int, bool]:
+            page = client.get(
+                "/api/v1/tickets",
+                params={"overdue": overdue},
+                headers={"Authorization": f"Bearer {manager}"},
+            ).json()
+            return {t["id"]: t["response_overdue"] or t["repair_overdue"] for t in page["items"]}
+
+        late, not_late = listed("true"), listed("false")
+    assert set(late) == {unanswered, answered_late} and all(late.values())
+    assert set(not_late) == {in_time, fresh, dropped} and not any(not_late.values())
