@@ -252,7 +252,15 @@ class VirtualTerminal:
             await link.open()
         except (OSError, TimeoutError) as exc:
             self.stats.connect_failures += 1
-            log.debug("%s: connect failed: %s", self.terminal_id, exc)
+            # Once a run: a wrong target otherwise shows only as a count in the summary.
+            level = logging.WARNING if self.stats.connect_failures == 1 else logging.DEBUG
+            log.log(
+                level,
+                "%s: cannot connect over %s: %s",
+                self.terminal_id,
+                link.kind,
+                exc or type(exc).__name__,
+            )
             link.close()
             self._schedule_reconnect()
             return

@@ -321,3 +321,20 @@ def test_the_progress_line_names_disconnects_as_such() -> None:
     runner.stats.disconnects = 3
     line = runner.progress_line(1.0)
     assert "disconnects 3" in line and "reconnects" not in line
+
+
+def test_the_first_connect_failure_of_a_run_says_why(caplog: pytest.LogCaptureFixture) -> None:
+    """A wrong --target (a port nobody listens on, a serial device that is not there) only
+    showed "failures 3" in the summary, exit 0, and no reason."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nobody listens there
+    runner = FleetRunner(
+        parse_scenario(scenario_text("gt06", count=2)), Endpoints("127.0.0.1", {"gt06": port}, {})
+    )
+    with caplog.at_level("WARNING", logger="simulators.terminal"):
+        result = asyncio.run(runner.run(duration_s=1.5))
+    assert result.stats["connect_failures"] >= 2
+    warnings = [r.getMessage() for r in caplog.records if "cannot connect" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "cannot connect over tcp" in warnings[0] and str(port) in warnings[0]
