@@ -214,7 +214,7 @@ def _by_model(conn: Connection, opened: list[dict[str, Any]]) -> list[dict[str, 
         conn.execute(
             select(terminal_models.c.name, func.count(terminals.c.id))
             .select_from(terminal_models.join(terminals, terminals.c.model_id == terminal_models.c.id))
-            .where(terminals.c.status != "scrapped")
+            .where(terminals.c.status != "scrapped", terminals.c.retired_at.is_(None))
             .group_by(terminal_models.c.name)
         ).all()
     )

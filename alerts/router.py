@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from pydantic import BaseModel, Field, field_validator, model_validator
-from sqlalchemy import Text, cast, func, select
+from sqlalchemy import Text, cast, func, or_, select
 from sqlalchemy.engine import Connection
 
 from alerts import alerts as alert_store
@@ -107,15 +107,23 @@ def health_summary(
     from store.tables.registry import terminals
 
     columns = [terminal_health.c[d] for d in DIMENSIONS]
-    by_dimensions = select(*columns, func.count()).group_by(*columns)
+    # a retired or scrapped terminal is out of the fleet: neither offline nor never seen
+    out_of_service = select(terminals.c.device_id).where(
+        or_(terminals.c.retired_at.is_not(None), terminals.c.status == "scrapped")
+    )
+    in_service = terminal_health.c.terminal_id.not_in(out_of_service)
+    by_dimensions = select(*columns, func.count()).where(in_service).group_by(*columns)
     with_conditions = select(terminal_health.c.conditions).where(
-        terminal_health.c.conditions.is_not(None), cast(terminal_health.c.conditions, Text) != "{}"
+        in_service,
+        terminal_health.c.conditions.is_not(None),
+        cast(terminal_health.c.conditions, Text) != "{}",
     )
     unseen = (
         select(func.count())
         .select_from(terminals)
         .where(
             terminals.c.status != "scrapped",
+            terminals.c.retired_at.is_(None),
             ~select(terminal_health.c.terminal_id)
             .where(terminal_health.c.terminal_id == terminals.c.device_id)
             .exists(),

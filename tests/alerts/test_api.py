@@ -278,3 +278,21 @@ def test_a_ticket_by_hand_is_for_a_terminal_in_a_vehicle(api) -> None:  # type: 
     assert stale.status_code == 409 and f"terminal {fleet.healthy} is in no vehicle now" in stale.text
     by_plate = client.post("/api/v1/tickets", json={"plate": "A10003"}, headers=clerk)
     assert by_plate.status_code == 201 and by_plate.json()["terminal_id"] == imei_for(77)
+
+
+def test_a_retired_terminal_leaves_the_fleet_health(api) -> None:  # type: ignore[no-untyped-def]
+    client, tokens, fleet = api
+    noc = _h(tokens["noc"])
+    before = client.get("/api/v1/health", headers=noc).json()
+    with client.app.state.database.engine.begin() as conn:
+        spare = service.create_terminal(conn, device_id=imei_for(78), model=MODEL)
+        service.uninstall(conn, device_id=fleet.healthy)  # seen online, then taken out and retired
+        for device_id in (imei_for(78), fleet.healthy):
+            service.retire_record(conn, "terminal", service.terminal_by_device_id(conn, device_id)["id"])
+    after = client.get("/api/v1/health", headers=noc).json()
+    assert spare["device_id"] == imei_for(78)
+    assert (after["terminals"], after["online"], after["never_seen"]) == (
+        before["terminals"] - 1,
+        before["online"] - 1,
+        before["never_seen"],
+    )

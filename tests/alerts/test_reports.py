@@ -15,8 +15,10 @@ from alerts import tickets as ticket_store
 from api.app import create_app
 from api.auth import create_token
 from core.settings import Settings
+from fleet import service
+from fleet.validation import imei_for
 from store.db import Database
-from tests.alerts.support import Fleet, build_fleet, open_db
+from tests.alerts.support import MODEL, Fleet, build_fleet, open_db
 
 NOV = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -155,6 +157,15 @@ def test_the_report_gives_faults_per_terminal_model(desk: Any) -> None:
             "faults": {"offline": 2, "gnss_antenna_cut": 1, "reported": 1},
         }
     ]
+
+
+def test_a_retired_terminal_is_not_one_of_its_models_terminals(desk: Any) -> None:
+    database, _, _ = desk
+    with database.engine.begin() as conn:
+        spare = service.create_terminal(conn, device_id=imei_for(88), model=MODEL)
+        service.retire_record(conn, "terminal", spare["id"])
+    _, _, report = _november(desk)
+    assert report["by_model"][0]["terminals"] == 3  # the three in vehicles, not the retired spare
 
 
 def test_a_ticket_belongs_to_the_month_of_the_zone_the_report_is_for(desk: Any) -> None:
