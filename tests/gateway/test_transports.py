@@ -116,8 +116,11 @@ def test_mqtt_frames_stored_acknowledged_replied_and_dead_lettered(
     database = sqlite_database
     device_id = phone(40)
     register(database, "jt808", [device_id])
+    group = f"frames-{os.getpid()}"  # its own: a persistent session in a shared group takes a share
     settings = settings_for(
-        sqlite_url, tmp_path, mqtt={"enabled": True, "url": mqtt_url, "client_id": f"gw-{os.getpid()}-t1"}
+        sqlite_url,
+        tmp_path,
+        mqtt={"enabled": True, "url": mqtt_url, "client_id": f"{group}-gw", "shared_group": group},
     )
     device = PROTOCOLS["jt808"].device
     assert device is not None
@@ -168,8 +171,12 @@ def test_stopping_the_gateway_does_not_warn_that_mqtt_is_reconnecting(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A clean stop logged "MQTT disconnected ...: Normal disconnection; reconnecting"."""
+    # A group of its own: its persistent session must not take a share of other tests' frames.
+    group = f"stop-{os.getpid()}"
     settings = settings_for(
-        sqlite_url, tmp_path, mqtt={"enabled": True, "url": mqtt_url, "client_id": f"gw-{os.getpid()}-t2"}
+        sqlite_url,
+        tmp_path,
+        mqtt={"enabled": True, "url": mqtt_url, "client_id": f"{group}-gw", "shared_group": group},
     )
 
     async def scenario() -> None:
