@@ -565,7 +565,17 @@ def sim_values(**fields: Any) -> Record:
 
 
 def update_sim(conn: Connection, iccid: str, **fields: Any) -> Record:
+    """Change a SIM's details; one in a terminal in a vehicle goes back to stock only by
+    uninstall or a SIM swap (suspended or terminated by its carrier, it is still there)."""
     current = sim_by_iccid(conn, iccid)
+    if fields.get("status") == "stock" and current["status"] != "stock":
+        holding = open_installation(conn, sim_id=current["id"])
+        if holding is not None:
+            raise Conflict(
+                f"SIM {current['iccid']} is in {_describe_installation(conn, holding)}: "
+                "it goes back to stock by uninstall or a SIM swap",
+                field="status",
+            )
     merged = sim_values(**{**current, **fields, "iccid": current["iccid"]})
     return _save_changes(conn, sims, current, merged, "SIM", unique=("msisdn",))
 

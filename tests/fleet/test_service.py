@@ -182,6 +182,22 @@ def test_work_on_site_is_recorded_once_done_never_ahead(database: Database) -> N
     assert skewed["new_iccid"] == reg.iccids[1]
 
 
+def test_a_sim_in_a_vehicle_goes_back_to_stock_only_by_uninstall_or_swap(database: Database) -> None:
+    with database.engine.begin() as conn:
+        reg = build_registry(conn)
+        service.install(conn, device_id=reg.imeis[0], plate=reg.plates[0], iccid=reg.iccids[0], at=T0)
+        with pytest.raises(Conflict, match=f"is in terminal {reg.imeis[0]} in vehicle") as caught:
+            service.update_sim(conn, reg.iccids[0], status="stock")
+        assert caught.value.field == "status"
+        suspended = service.update_sim(conn, reg.iccids[0], status="suspended")  # by its carrier
+        service.uninstall(conn, device_id=reg.imeis[0])
+        back = service.update_sim(conn, reg.iccids[0], status="stock")  # already stock: nothing to say
+        spare = service.update_sim(conn, reg.iccids[1], status="terminated")
+        restocked = service.update_sim(conn, reg.iccids[1], status="stock")
+    assert suspended["status"] == "suspended"
+    assert (back["status"], spare["status"], restocked["status"]) == ("stock", "terminated", "stock")
+
+
 def test_sim_moved_between_terminals_keeps_both_histories(database: Database) -> None:
     with database.engine.begin() as conn:
         reg = build_registry(conn)
