@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
@@ -81,7 +81,7 @@ def quote(
     for index, request in enumerate(parts):
         if request.quantity < 1:
             raise Invalid("quantity must be at least 1", field=f"parts[{index}].quantity")
-        part = catalogue.get(request.part_number)
+        part = _part(catalogue, request.part_number)
         if part is None:
             raise Invalid(
                 f"part {request.part_number!r} is not in the catalogue of model {model.name}",
@@ -100,3 +100,13 @@ def quote(
     else:
         lines.append(QuoteLine("labour", "labour", 1, ZERO, ZERO, "labour is never charged"))
     return Quote(terminal["device_id"], model.name, on, work, cover, model.currency, lines)
+
+
+def _part(catalogue: dict[str, Any], part_number: str) -> Any:
+    """The catalogue's part as a clerk types its number: exactly, or else in another case
+    (``ant-1`` for ``ANT-1``) when that names one part only."""
+    typed = part_number.strip()
+    if typed in catalogue:
+        return catalogue[typed]
+    alike = [part for number, part in catalogue.items() if number.casefold() == typed.casefold()]
+    return alike[0] if len(alike) == 1 else None

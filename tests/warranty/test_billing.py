@@ -65,3 +65,13 @@ def test_unknown_part_names_the_line(sqlite_database: Database) -> None:
                 WarrantySettings(),
             )
     assert caught.value.field == "parts[1].part_number"
+
+
+def test_a_part_number_is_found_as_the_clerk_types_it(sqlite_database: Database) -> None:
+    with sqlite_database.engine.begin() as conn:
+        reg = build_registry(conn)
+        service.install(conn, device_id=reg.imeis[0], plate=reg.plates[0], at=T0)
+        typed = [PartRequest("ant-gps", 2), PartRequest(" Bat ", 1)]
+        result = quote(conn, reg.imeis[0], typed, date(2026, 3, 1), WarrantySettings())
+    parts = [(line.part_number, line.amount) for line in result.lines if line.kind == "part"]
+    assert parts == [("ANT-GPS", Decimal("71.00")), ("BAT", Decimal("80.00"))]
