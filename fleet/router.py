@@ -239,6 +239,7 @@ def update_driver(
 def list_vehicles(
     customer_id: int | None = None,
     plate: str | None = Query(None, description="part of the plate"),
+    vin: str | None = Query(None, description="part of the VIN, as read off the registration"),
     include_retired: bool = False,
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0),
@@ -252,6 +253,8 @@ def list_vehicles(
         query = query.where(vehicles.c.customer_id == customer_id)
     if plate:
         query = query.where(vehicles.c.plate.contains(plate_search(plate)))
+    if vin and vin.strip():
+        query = query.where(vehicles.c.vin.contains("".join(vin.split()).upper()))
     with registry_call(database) as conn:
         total, rows = _page(conn, query, vehicles.c.id, limit, offset)
     return Page(total=total, limit=limit, offset=offset, items=[VehicleOut.model_validate(r) for r in rows])

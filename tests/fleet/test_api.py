@@ -236,6 +236,9 @@ def test_lists_find_a_plate_as_written_on_the_car_and_refuse_an_unknown_status(
     assert [t["device_id"] for t in items("/api/v1/terminals", q="b 1000")] == [registry.imeis[0]]
     assert [v["plate"] for v in items("/api/v1/vehicles", plate="粤b-10001")] == ["粤B10001"]
     assert [i["device_id"] for i in items("/api/v1/installations", plate="粤B 10001")] == [registry.imeis[0]]
+    # a caller reads the end of the VIN off the registration
+    assert [v["plate"] for v in items("/api/v1/vehicles", vin="n218 3294")] == ["粤B10001"]
+    assert items("/api/v1/vehicles", vin="ZZZ") == []
 
     typo = client.get("/api/v1/terminals", params={"status": "instaled"}, headers=clerk)
     assert typo.status_code == 422 and typo.json()["errors"][0]["field"] == "query.status"
