@@ -32,6 +32,11 @@ from simulators.runner import Endpoints, FleetRunner, RunnerError, RunResult, fo
 from simulators.scenario import PROTOCOLS, Scenario, ScenarioError, load_scenario, quick_scenario
 from simulators.transports import Target
 
+DRILL_HINT = (
+    "a drill needs a gateway whose alert rules act within seconds, not the production minutes: "
+    "serve with gpsfleet --config deploy/fault-drill.toml serve"
+)
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -320,6 +325,8 @@ def run(args: argparse.Namespace) -> int:
             )
             print(format_table(report))
             status = 0 if report.ok else 1
+            if not report.ok:
+                print(DRILL_HINT, file=sys.stderr)
         else:
             result = run_blocking(run_until_signalled(runner, args.duration))
     finally:

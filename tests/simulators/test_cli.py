@@ -157,3 +157,17 @@ def test_a_registry_conflict_is_a_clear_error_not_a_traceback(
     err = capsys.readouterr().err
     assert "gpsfleet simulate: cannot register the fleet: a vehicle with plate" in err
     assert "already exists" in err and "Traceback" not in err
+
+
+def test_the_shipped_drill_settings_are_the_fast_rules_the_demo_uses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A drill against a gateway on the default rules (minutes of sustain) failed most rows
+    with no hint; deploy/fault-drill.toml is the gateway config a drill needs."""
+    from app.commands.demo import FAST_ALERT_RULES, FAST_EVALUATE_EVERY_S
+    from core.settings import load_settings
+
+    path = Path(__file__).resolve().parents[2] / "deploy" / "fault-drill.toml"
+    monkeypatch.setenv("GPSFLEET_CONFIG", str(path))  # load_settings sets it: restored after
+    settings = load_settings(path)
+    assert settings.alerts.evaluate_every_s == FAST_EVALUATE_EVERY_S
+    rules = {name: rule.model_dump(exclude_unset=True) for name, rule in settings.alerts.rules.items()}
+    assert rules == FAST_ALERT_RULES
