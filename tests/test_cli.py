@@ -82,3 +82,20 @@ def test_a_settings_file_that_is_not_toml_is_named_in_the_error(
     err = capsys.readouterr().err
     assert f"cannot read the settings file {path}:" in err
     assert "line 1" in err
+
+
+def test_config_names_its_sources(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Which file and which GPSFLEET_* variables made these values (never the variables' values)."""
+    path = tmp_path / "gpsfleet.toml"
+    path.write_text("api_port = 9000\n")
+    monkeypatch.setenv("GPSFLEET_CONFIG", str(path))
+    monkeypatch.setenv("GPSFLEET_API_PORT", "9001")
+    monkeypatch.setenv("GPSFLEET_SECRET_KEY", "very-secret-value")
+    assert main(["--config", str(path), "config"]) == 0
+    out = capsys.readouterr().out
+    assert f"# settings file: {path}" in out
+    assert "# environment: GPSFLEET_API_PORT, GPSFLEET_SECRET_KEY" in out
+    assert "very-secret-value" not in out
+    assert "api_port = 9001" in out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,9 +31,23 @@ def handle(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(dump, indent=2, sort_keys=True))
     else:
+        for line in sources(args):
+            print(f"# {line}")
         for key, value in flatten(dump):
             print(f"{key} = {json.dumps(value)}")
     return 0
+
+
+def sources(args: argparse.Namespace) -> list[str]:
+    """Where the values come from, for the operator: the file and the variables' names."""
+    path = getattr(args, "config", None) or os.environ.get("GPSFLEET_CONFIG")
+    variables = sorted(
+        name for name in os.environ if name.startswith("GPSFLEET_") and name != "GPSFLEET_CONFIG"
+    )
+    return [
+        f"settings file: {path}" if path else "settings file: none (--config FILE or GPSFLEET_CONFIG)",
+        f"environment: {', '.join(variables)}" if variables else "environment: no GPSFLEET_* variables",
+    ]
 
 
 def flatten(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
