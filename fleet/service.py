@@ -996,6 +996,15 @@ def add_warranty_contract(
     terminal = terminal_by_device_id(conn, device_id)
     if ends_on < starts_on:
         raise Invalid("ends_on must not be before starts_on", field="ends_on")
+    _refuse_past_void(terminal, ends_on, "starts_on", "a contract would not cover it")
+    reference = v.optional(reference, "reference", 60)
+    if reference is not None and any(
+        c["reference"] == reference and c["voided_at"] is None
+        for c in warranty_contracts_of(conn, terminal["id"])
+    ):
+        raise Conflict(
+            f"terminal {terminal['device_id']} already has contract {reference}", field="reference"
+        )
     return _insert(
         conn,
         warranty_contracts,
@@ -1003,12 +1012,23 @@ def add_warranty_contract(
             "terminal_id": terminal["id"],
             "starts_on": starts_on,
             "ends_on": ends_on,
-            "reference": v.optional(reference, "reference", 60),
+            "reference": reference,
             "notes": v.optional(notes, "notes", 4000),
             "created_at": utcnow(),
         },
         "warranty contract",
     )
+
+
+def _refuse_past_void(terminal: Record, day: date, field: str, why: str) -> None:
+    """409 when ``day`` falls on or after the terminal's warranty void."""
+    voided_on = terminal["warranty_voided_on"]
+    if voided_on is not None and day >= voided_on:
+        raise Conflict(
+            f"the warranty of terminal {terminal['device_id']} is void since {voided_on} "
+            f"({terminal['warranty_void_reason']}): {why}",
+            field=field,
+        )
 
 
 def void_warranty_contract(conn: Connection, contract_id: int, *, reason: str) -> Record:
@@ -1031,13 +1051,7 @@ def void_warranty(conn: Connection, *, device_id: str, reason: str, on: date) ->
     """Void a terminal's warranty from ``on`` (tampering, water, a third-party repair...).  A
     void already in force is only ever moved earlier: a later day would give back cover."""
     terminal = terminal_by_device_id(conn, device_id)
-    voided_on = terminal["warranty_voided_on"]
-    if voided_on is not None and on >= voided_on:
-        raise Conflict(
-            f"the warranty of terminal {terminal['device_id']} is already void since {voided_on} "
-            f"({terminal['warranty_void_reason']})",
-            field="on",
-        )
+    _refuse_past_void(terminal, on, "on", "a later day would give cover back")
     return _update(
         conn,
         terminals,

@@ -127,7 +127,7 @@ def test_a_void_stands_as_made_a_second_one_only_moves_it_earlier(database: Data
         reg = build_registry(conn)
         service.install(conn, device_id=reg.imeis[0], plate=reg.plates[0], at=T0)
         service.void_warranty(conn, device_id=reg.imeis[0], reason="water inside", on=date(2025, 6, 1))
-        with pytest.raises(Conflict, match=r"already void since 2025-06-01 \(water inside\)"):
+        with pytest.raises(Conflict, match=r"void since 2025-06-01 \(water inside\)"):
             service.void_warranty(conn, device_id=reg.imeis[0], reason="typo", on=date(2025, 9, 1))
         still_void = coverage(conn, reg.imeis[0], date(2025, 7, 1), settings)
         service.void_warranty(conn, device_id=reg.imeis[0], reason="opened earlier", on=date(2025, 5, 1))
@@ -142,3 +142,23 @@ def test_a_void_stands_as_made_a_second_one_only_moves_it_earlier(database: Data
     assert not still_void.in_warranty and "water inside" in still_void.reason
     assert not earlier.in_warranty and "opened earlier" in earlier.reason
     assert kept[0]["void_reason"] == "not paid"
+
+
+def test_a_contract_is_sold_once_and_never_for_a_void_warranty(database: Database) -> None:
+    with database.engine.begin() as conn:
+        reg = build_registry(conn)
+        service.install(conn, device_id=reg.imeis[0], plate=reg.plates[0], at=T0)
+        term = {"starts_on": date(2026, 3, 1), "ends_on": date(2027, 2, 28)}
+        first = service.add_warranty_contract(conn, device_id=reg.imeis[0], reference="EXT-7", **term)
+        with pytest.raises(Conflict, match="already has contract EXT-7") as twice:
+            service.add_warranty_contract(conn, device_id=reg.imeis[0], reference="EXT-7", **term)
+        service.void_warranty_contract(conn, first["id"], reason="entered on the wrong terminal")
+        again = service.add_warranty_contract(conn, device_id=reg.imeis[0], reference="EXT-7", **term)
+        service.void_warranty(conn, device_id=reg.imeis[1], reason="water inside", on=date(2025, 6, 1))
+        with pytest.raises(Conflict, match=r"void since 2025-06-01 \(water inside\)"):
+            service.add_warranty_contract(conn, device_id=reg.imeis[1], **term)
+        before_void = service.add_warranty_contract(
+            conn, device_id=reg.imeis[1], starts_on=date(2025, 1, 1), ends_on=date(2025, 5, 31)
+        )
+    assert twice.value.field == "reference" and again["reference"] == "EXT-7"
+    assert before_void["ends_on"] == date(2025, 5, 31)
