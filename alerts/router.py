@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from sqlalchemy import Text, cast, func, or_, select
 from sqlalchemy.engine import Connection
 
@@ -45,6 +46,11 @@ class Acknowledge(BaseModel):
     comment: str | None = Field(default=None, max_length=2000)
 
 
+def _invalid(message: str) -> PydanticCustomError:
+    """A validation error whose message reaches the clerk as written (no "Value error, ")."""
+    return PydanticCustomError("value_error", message)
+
+
 class NewTicket(BaseModel):
     terminal_id: str | None = Field(default=None, min_length=1, max_length=64)
     plate: str | None = Field(
@@ -61,13 +67,13 @@ class NewTicket(BaseModel):
     def _known_fault(cls, fault: str | None) -> str | None:
         fault = (fault or "").strip() or None  # an empty choice is "reported"
         if fault is not None and fault not in TICKET_FAULTS:
-            raise ValueError(f"unknown fault {fault!r}; faults: {', '.join(TICKET_FAULTS)}")
+            raise _invalid(f"unknown fault {fault!r}; faults: {', '.join(TICKET_FAULTS)}")
         return fault
 
     @model_validator(mode="after")
     def _one_subject(self) -> NewTicket:
         if (self.terminal_id is None) == (self.plate is None):
-            raise ValueError("name the terminal (terminal_id) or the vehicle (plate), one of them")
+            raise _invalid("name the terminal (terminal_id) or the vehicle (plate), one of them")
         return self
 
 
