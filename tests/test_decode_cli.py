@@ -174,3 +174,18 @@ def test_bench_decode_json_names_every_protocol() -> None:
     figures = json.loads(done.stdout)
     assert set(figures) == set(PROTOCOLS)
     assert all(isinstance(rate, int) and rate > 0 for rate in figures.values())
+
+
+def test_a_reader_that_stops_early_ends_decode_quietly() -> None:
+    """``gpsfleet decode ... | head -1`` printed a BrokenPipeError traceback."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "decode", "--protocol", "gt06", "--hex", *["zz"] * 20_000],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.readline()  # the output is far larger than a pipe holds: the writer blocks
+    process.stdout.close()
+    error = process.stderr.read().decode()
+    assert process.wait(timeout=60) != 0
+    assert "Traceback" not in error
