@@ -25,7 +25,18 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMANDS:
         module.register(subparsers)
+    _without_literal_marks(parser)
     return parser
+
+
+def _without_literal_marks(parser: argparse.ArgumentParser) -> None:
+    """Descriptions are the modules' docstrings: their ``literal`` marks are no help text."""
+    if parser.description:
+        parser.description = parser.description.replace("``", "")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _without_literal_marks(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -99,3 +99,11 @@ def test_config_names_its_sources(
     assert "# environment: GPSFLEET_API_PORT, GPSFLEET_SECRET_KEY" in out
     assert "very-secret-value" not in out
     assert "api_port = 9001" in out
+
+
+@pytest.mark.parametrize("path", [p for p in COMMAND_PATHS if p], ids=" ".join)
+def test_help_shows_no_source_markup(path: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None:
+    """The descriptions come from docstrings: their ``literal`` marks showed in --help."""
+    with pytest.raises(SystemExit):
+        main([*path, "--help"])
+    assert "``" not in capsys.readouterr().out
