@@ -18,6 +18,17 @@ def add_db_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", metavar="URL", help="sqlite:///PATH or postgresql://… (also GPSFLEET_DB)")
 
 
+def positive_seconds(text: str) -> float:
+    """An argparse type: a duration in seconds, > 0 (``--duration -5`` is a typo, not a run)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"seconds must be a number > 0, not {text!r}")
+    return value
+
+
 def settings_from(args: argparse.Namespace, **overrides: object) -> Settings:
     """Load the settings once for a command: file, environment, then its flags.
 

@@ -107,3 +107,15 @@ def test_help_shows_no_source_markup(path: tuple[str, ...], capsys: pytest.Captu
     with pytest.raises(SystemExit):
         main([*path, "--help"])
     assert "``" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", [["simulate", "--protocol", "nmea"], ["demo"]], ids=" ".join)
+@pytest.mark.parametrize("duration", ["-5", "0", "nan", "soon"])
+def test_a_duration_that_is_not_a_positive_number_is_a_usage_error(
+    command: list[str], duration: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--duration -5`` ran the demo (store, gateway, API, fleet) only to stop it at once."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--duration", duration])
+    assert exit_info.value.code == 2
+    assert "--duration: seconds must be a number > 0" in capsys.readouterr().err

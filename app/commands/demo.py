@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from app.context import add_db_argument, database_or_exit, settings_from
+from app.context import add_db_argument, database_or_exit, positive_seconds, settings_from
 from core.settings import Settings, load_settings, mask_dsn
 from simulators.registry import seed_registry
 from simulators.runner import Endpoints, FleetRunner, RunResult, SerialPort, format_summary, run_blocking
@@ -57,7 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_db_argument(parser)
     parser.add_argument("--api-port", type=int, metavar="N", help="API port (default 8080, or a free one)")
-    parser.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: Ctrl-C)")
+    parser.add_argument(
+        "--duration", type=positive_seconds, metavar="S", help="stop after S seconds (default: Ctrl-C)"
+    )
     parser.add_argument(
         "--scenario", default=DEMO_SCENARIO, metavar="FILE", help="the fleet (default mixed-fleet)"
     )

@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from app.context import add_db_argument, database_or_exit, settings_from
+from app.context import add_db_argument, database_or_exit, positive_seconds, settings_from
 from core.settings import Settings, mask_dsn
 from fleet.errors import FleetError
 from simulators.drill import DrillReport, evaluate, expectations, format_table
@@ -73,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--host", help="send to this host instead of the scenario's")
     parser.add_argument(
         "--duration",
-        type=float,
+        type=positive_seconds,
         metavar="S",
         help="stop after S seconds (default: the scenario's, or Ctrl-C)",
     )
