@@ -361,6 +361,7 @@ class _Importer:
         self.vins: dict[str, str] = {}  # vin -> plate
         self.msisdns: dict[str, str] = {}  # msisdn -> iccid
         self.installations = _Installations()
+        self.sims_in_use: set[int] = set()  # ids of SIMs in an open installation (kind "sims")
 
     def load(self) -> None:
         conn = self.conn
@@ -376,6 +377,14 @@ class _Importer:
         }[self.kind]
         for entity in needs:
             entity.load(conn)
+        if self.kind == "sims":
+            self.sims_in_use = set(
+                conn.execute(
+                    select(installations.c.sim_id).where(
+                        installations.c.valid_to.is_(None), installations.c.sim_id.is_not(None)
+                    )
+                ).scalars()
+            )
         if self.kind == "vehicles":
             self.vins = {
                 r.vin: r.plate for r in conn.execute(select(vehicles.c.vin, vehicles.c.plate)) if r.vin
@@ -451,6 +460,17 @@ class _Importer:
         existing = self.sims.existing.get(values["iccid"])
         if _cell(row, "status") is None and existing is not None:
             values["status"] = existing[1]["status"]
+        if (
+            existing is not None
+            and values["status"] == "stock"
+            and existing[1]["status"] != "stock"
+            and existing[0] in self.sims_in_use
+        ):
+            raise Invalid(
+                f"SIM {values['iccid']} is in a terminal in a vehicle: it goes back to stock by "
+                "uninstall or a SIM swap",
+                field="status",
+            )
         if values["msisdn"]:
             owner = self.msisdns.get(values["msisdn"])
             if owner is not None and owner != values["iccid"]:

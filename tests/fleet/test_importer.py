@@ -134,6 +134,25 @@ def test_an_installation_dated_ahead_is_a_row_error(catalogue: Database) -> None
     assert _count(database, installations) == 2
 
 
+def test_a_sim_in_a_vehicle_is_not_put_back_in_stock_by_a_sims_file(catalogue: Database) -> None:
+    database = catalogue
+    _load(database, "customers", CUSTOMERS)
+    _load(database, "vehicles", _vehicles())
+    _load(database, "units", _units())
+    rows = [
+        {"iccid": iccid_for(1), "status": "stock"},
+        {"iccid": iccid_for(2), "status": "suspended"},  # by its carrier: still in the terminal
+        {"iccid": iccid_for(50), "status": "stock"},  # a new one
+    ]
+    report = _load(database, "sims", rows_to_csv("sims", rows))
+    assert [(e.row, e.field) for e in report.errors] == [(2, "status")]
+    assert "uninstall or a SIM swap" in report.errors[0].message
+    assert (report.updated, report.created) == (1, 1)
+    with database.engine.connect() as conn:
+        statuses = dict(conn.execute(select(sims.c.iccid, sims.c.status)).all())
+    assert (statuses[iccid_for(1)], statuses[iccid_for(2)]) == ("active", "suspended")
+
+
 def test_dry_run_writes_nothing_but_reports(catalogue: Database) -> None:
     database = catalogue
     _load(database, "customers", CUSTOMERS)
