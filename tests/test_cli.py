@@ -8,6 +8,7 @@ deeper ones run in-process (same parser, much cheaper on a busy machine).
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import pytest
@@ -88,15 +89,19 @@ def test_config_names_its_sources(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Which file and which GPSFLEET_* variables made these values (never the variables' values)."""
+    for name in [name for name in os.environ if name.startswith("GPSFLEET_")]:
+        monkeypatch.delenv(name)  # CI sets variables of its own
     path = tmp_path / "gpsfleet.toml"
     path.write_text("api_port = 9000\n")
     monkeypatch.setenv("GPSFLEET_CONFIG", str(path))
     monkeypatch.setenv("GPSFLEET_API_PORT", "9001")
     monkeypatch.setenv("GPSFLEET_SECRET_KEY", "very-secret-value")
+    monkeypatch.setenv("GPSFLEET_API_PROT", "9002")  # a typo: pydantic ignores it, the operator should not
     assert main(["--config", str(path), "config"]) == 0
     out = capsys.readouterr().out
     assert f"# settings file: {path}" in out
-    assert "# environment: GPSFLEET_API_PORT, GPSFLEET_SECRET_KEY" in out
+    assert "# environment: GPSFLEET_API_PORT, GPSFLEET_SECRET_KEY\n" in out
+    assert "# ignored, not settings: GPSFLEET_API_PROT\n" in out
     assert "very-secret-value" not in out
     assert "api_port = 9001" in out
 

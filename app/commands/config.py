@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from app.context import add_db_argument, settings_from
-from core.settings import masked_dump
+from core.settings import Settings, masked_dump
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,10 +44,20 @@ def sources(args: argparse.Namespace) -> list[str]:
     variables = sorted(
         name for name in os.environ if name.startswith("GPSFLEET_") and name != "GPSFLEET_CONFIG"
     )
-    return [
+    settings = [name for name in variables if _names_a_setting(name)]
+    lines = [
         f"settings file: {path}" if path else "settings file: none (--config FILE or GPSFLEET_CONFIG)",
-        f"environment: {', '.join(variables)}" if variables else "environment: no GPSFLEET_* variables",
+        f"environment: {', '.join(settings)}" if settings else "environment: no GPSFLEET_* settings",
     ]
+    if ignored := [name for name in variables if name not in settings]:
+        lines.append(f"ignored, not settings: {', '.join(ignored)}")
+    return lines
+
+
+def _names_a_setting(variable: str) -> bool:
+    """GPSFLEET_API_PORT and GPSFLEET_GATEWAY__... name settings; GPSFLEET_API_PROT does not."""
+    field = variable.removeprefix("GPSFLEET_").split("__", 1)[0].lower()
+    return field in Settings.model_fields
 
 
 def flatten(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
