@@ -22,12 +22,6 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
-import uvicorn
-
-from alerts.engine import AlertEngine
-from api.app import create_app
-from api.auth import create_token
 from core.settings import Settings
 from fleet import service
 from fleet.validation import imei_for
@@ -59,6 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def seed(database: Database, settings: Settings, terminals: int) -> None:
+    from alerts.engine import AlertEngine
+
     with database.engine.begin() as conn:
         service.create_terminal_model(conn, name="BENCH-1", protocol="gt06", warranty_months=12)
         customer = service.create_customer(conn, name="Bench Logistics")
@@ -89,6 +85,13 @@ def seed(database: Database, settings: Settings, terminals: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here: every gpsfleet command registers this benchmark, few run it
+    import httpx
+    import uvicorn
+
+    from api.app import create_app
+    from api.auth import create_token
+
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     folder = Path(tempfile.mkdtemp(prefix="gpsfleet-bench-dashboard-"))
     url = f"sqlite:///{folder / 'gpsfleet.db'}"
